@@ -1,0 +1,2 @@
+//! stackrl: native MuJoCo environments with Gymnasium's definitions, and the
+//! actor-critic family of the Stackelberg / residual actor-critic papers on Candle.
