@@ -1,0 +1,144 @@
+//! Walker2d-v5: a two-legged planar walker (ENV_SPEC §2).
+
+use super::hopper::positions_then_clipped_velocities;
+use super::mujoco::{
+    MjEnv, MujocoSim, MujocoTask, TaskStep, control_cost, expect_sizes, uniform_reset,
+};
+use super::{EnvConfig, EnvRng, Info, Result};
+
+const XML: &str = include_str!("../../models/walker2d.xml");
+
+/// Walker2d-v5 as registered: a [`MjEnv`] driven by [`Walker2dTask`].
+pub type Walker2d = MjEnv<Walker2dTask>;
+
+/// Walker2d-v5's observation, reward, health and reset, with every default weight.
+#[derive(Debug, Clone)]
+pub struct Walker2dTask {
+    /// Weight of the forward velocity (1.0).
+    pub forward_reward_weight: f64,
+    /// Weight of Σa² (1e-3).
+    pub ctrl_cost_weight: f64,
+    /// Reward per healthy step (1.0).
+    pub healthy_reward: f64,
+    /// End the episode when unhealthy (true).
+    pub terminate_when_unhealthy: bool,
+    /// Open interval for the torso height ((0.8, 2.0)).
+    pub healthy_z_range: (f64, f64),
+    /// Open interval for the torso pitch ((-1, 1)).
+    pub healthy_angle_range: (f64, f64),
+    /// Reset noise scale (5e-3).
+    pub reset_noise_scale: f64,
+    /// Leave qpos[0] out of the observation (true).
+    pub exclude_current_positions_from_observation: bool,
+}
+
+/// Overrides Walker2d-v5 accepts.
+pub(crate) const OPTIONS: &[&str] = &[
+    "frame_skip",
+    "xml_file",
+    "reset_noise_scale",
+    "forward_reward_weight",
+    "ctrl_cost_weight",
+    "healthy_reward",
+    "terminate_when_unhealthy",
+    "healthy_z_range",
+    "healthy_angle_range",
+    "exclude_current_positions_from_observation",
+];
+
+const STEP_INFO: &[&str] = &[
+    "x_position",
+    "z_distance_from_origin",
+    "x_velocity",
+    "reward_forward",
+    "reward_ctrl",
+    "reward_survive",
+];
+const RESET_INFO: &[&str] = &["x_position", "z_distance_from_origin"];
+
+impl Walker2d {
+    /// Builds Walker2d-v5 with `config`'s overrides (already validated).
+    pub fn with_config(config: &EnvConfig) -> Result<Walker2d> {
+        let sim = MujocoSim::load(XML, "models/walker2d.xml", config, 4)?;
+        expect_sizes(Walker2dTask::ID, &sim, 9, 9, 6)?;
+        let task = Walker2dTask {
+            forward_reward_weight: config.forward_reward_weight.unwrap_or(1.0),
+            ctrl_cost_weight: config.ctrl_cost_weight.unwrap_or(1e-3),
+            healthy_reward: config.healthy_reward.unwrap_or(1.0),
+            terminate_when_unhealthy: config.terminate_when_unhealthy.unwrap_or(true),
+            healthy_z_range: config.healthy_z_range.unwrap_or((0.8, 2.0)),
+            healthy_angle_range: config.healthy_angle_range.unwrap_or((-1.0, 1.0)),
+            reset_noise_scale: config.reset_noise_scale.unwrap_or(5e-3),
+            exclude_current_positions_from_observation: config
+                .exclude_current_positions_from_observation
+                .unwrap_or(true),
+        };
+        Ok(MjEnv::new(sim, task))
+    }
+}
+
+impl Walker2dTask {
+    /// Gymnasium's `is_healthy`: strict bounds on height and pitch only (no
+    /// state-range or finiteness check; a NaN fails every comparison).
+    pub fn is_healthy(&self, sim: &MujocoSim) -> bool {
+        let (z, angle) = (sim.qpos()[1], sim.qpos()[2]);
+        let (zlo, zhi) = self.healthy_z_range;
+        let (alo, ahi) = self.healthy_angle_range;
+        zlo < z && z < zhi && alo < angle && angle < ahi
+    }
+}
+
+impl MujocoTask for Walker2dTask {
+    const ID: &'static str = "Walker2d-v5";
+
+    fn observation_dim(&self, sim: &MujocoSim) -> usize {
+        let skip = usize::from(self.exclude_current_positions_from_observation);
+        sim.nq() - skip + sim.nv()
+    }
+
+    fn observe(&self, sim: &MujocoSim, obs: &mut [f64]) {
+        positions_then_clipped_velocities(
+            sim,
+            self.exclude_current_positions_from_observation,
+            obs,
+        );
+    }
+
+    fn reset_model(&mut self, sim: &mut MujocoSim, rng: &mut EnvRng) {
+        uniform_reset(sim, rng, self.reset_noise_scale);
+    }
+
+    fn reset_info(&self, sim: &MujocoSim) -> Info {
+        let qpos = sim.qpos();
+        Info::new(RESET_INFO, &[qpos[0], qpos[1] - sim.init_qpos()[1]])
+    }
+
+    fn step(&mut self, sim: &mut MujocoSim, action: &[f64]) -> TaskStep {
+        let x_before = sim.qpos()[0];
+        let instability = sim.do_simulation(action);
+        let x_after = sim.qpos()[0];
+        let x_velocity = (x_after - x_before) / sim.dt();
+        let healthy = self.is_healthy(sim);
+        let forward_reward = self.forward_reward_weight * x_velocity;
+        let healthy_reward = if healthy { self.healthy_reward } else { 0.0 };
+        let ctrl_cost = control_cost(self.ctrl_cost_weight, action);
+        let reward = forward_reward + healthy_reward - ctrl_cost;
+        let z_distance = sim.qpos()[1] - sim.init_qpos()[1];
+        TaskStep {
+            reward,
+            terminated: self.terminate_when_unhealthy && !healthy,
+            info: Info::new(
+                STEP_INFO,
+                &[
+                    x_after,
+                    z_distance,
+                    x_velocity,
+                    forward_reward,
+                    -ctrl_cost,
+                    healthy_reward,
+                ],
+            ),
+            instability,
+        }
+    }
+}
