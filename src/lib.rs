@@ -11,3 +11,6 @@
 pub mod envs;
 
 pub use envs::{Env, make, make_with};
+pub mod bench;
+#[cfg(feature = "trainer")]
+pub mod cli;

@@ -3,7 +3,7 @@
 use super::mujoco::{MjEnv, MujocoSim, MujocoTask, TaskStep, control_cost, expect_sizes};
 use super::{EnvConfig, EnvRng, Info, Result, standard_normal, uniform};
 
-const XML: &str = include_str!("../../models/half_cheetah.xml");
+pub(crate) const XML: &str = include_str!("../../models/half_cheetah.xml");
 
 /// HalfCheetah-v5 as registered: a [`MjEnv`] driven by [`HalfCheetahTask`].
 pub type HalfCheetah = MjEnv<HalfCheetahTask>;

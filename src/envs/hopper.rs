@@ -5,7 +5,7 @@ use super::mujoco::{
 };
 use super::{EnvConfig, EnvRng, Info, Result};
 
-const XML: &str = include_str!("../../models/hopper.xml");
+pub(crate) const XML: &str = include_str!("../../models/hopper.xml");
 
 /// Hopper-v5 as registered: a [`MjEnv`] driven by [`HopperTask`].
 pub type Hopper = MjEnv<HopperTask>;
@@ -117,38 +117,68 @@ impl MujocoTask for HopperTask {
     }
 
     fn reset_info(&self, sim: &MujocoSim) -> Info {
-        let qpos = sim.qpos();
-        Info::new(RESET_INFO, &[qpos[0], qpos[1] - sim.init_qpos()[1]])
+        locomotion_reset_info(sim)
     }
 
     fn step(&mut self, sim: &mut MujocoSim, action: &[f64]) -> TaskStep {
-        let x_before = sim.qpos()[0];
-        let instability = sim.do_simulation(action);
-        let x_after = sim.qpos()[0];
-        let x_velocity = (x_after - x_before) / sim.dt();
-        let healthy = self.is_healthy(sim);
-        let forward_reward = self.forward_reward_weight * x_velocity;
-        let healthy_reward = if healthy { self.healthy_reward } else { 0.0 };
-        let ctrl_cost = control_cost(self.ctrl_cost_weight, action);
-        let reward = forward_reward + healthy_reward - ctrl_cost;
-        let z_distance = sim.qpos()[1] - sim.init_qpos()[1];
-        TaskStep {
-            reward,
-            terminated: self.terminate_when_unhealthy && !healthy,
-            info: Info::new(
-                STEP_INFO,
-                &[
-                    x_after,
-                    z_distance,
-                    x_velocity,
-                    forward_reward,
-                    -ctrl_cost,
-                    healthy_reward,
-                ],
-            ),
-            instability,
-        }
+        let weights = LocomotionWeights {
+            forward_reward_weight: self.forward_reward_weight,
+            ctrl_cost_weight: self.ctrl_cost_weight,
+            healthy_reward: self.healthy_reward,
+            terminate_when_unhealthy: self.terminate_when_unhealthy,
+        };
+        locomotion_step(sim, action, &weights, |sim| self.is_healthy(sim))
     }
+}
+
+/// The weights of the v5 walking reward that Hopper and Walker2d share.
+pub(crate) struct LocomotionWeights {
+    pub forward_reward_weight: f64,
+    pub ctrl_cost_weight: f64,
+    pub healthy_reward: f64,
+    pub terminate_when_unhealthy: bool,
+}
+
+/// One step of Hopper-v5 or Walker2d-v5: `forward + healthy − ctrl` (in Gymnasium's
+/// order), the healthy reward paid only while healthy (v5), health judged after the step.
+pub(crate) fn locomotion_step(
+    sim: &mut MujocoSim,
+    action: &[f64],
+    weights: &LocomotionWeights,
+    is_healthy: impl Fn(&MujocoSim) -> bool,
+) -> TaskStep {
+    let x_before = sim.qpos()[0];
+    let instability = sim.do_simulation(action);
+    let x_after = sim.qpos()[0];
+    let x_velocity = (x_after - x_before) / sim.dt();
+    let healthy = is_healthy(sim);
+    let forward_reward = weights.forward_reward_weight * x_velocity;
+    let healthy_reward = if healthy { weights.healthy_reward } else { 0.0 };
+    let ctrl_cost = control_cost(weights.ctrl_cost_weight, action);
+    let reward = forward_reward + healthy_reward - ctrl_cost;
+    let z_distance = sim.qpos()[1] - sim.init_qpos()[1];
+    TaskStep {
+        reward,
+        terminated: weights.terminate_when_unhealthy && !healthy,
+        info: Info::new(
+            STEP_INFO,
+            &[
+                x_after,
+                z_distance,
+                x_velocity,
+                forward_reward,
+                -ctrl_cost,
+                healthy_reward,
+            ],
+        ),
+        instability,
+    }
+}
+
+/// Info of a reset of Hopper-v5 or Walker2d-v5.
+pub(crate) fn locomotion_reset_info(sim: &MujocoSim) -> Info {
+    let qpos = sim.qpos();
+    Info::new(RESET_INFO, &[qpos[0], qpos[1] - sim.init_qpos()[1]])
 }
 
 /// `concat(qpos[1 or 0..], clip(qvel, -10, 10))`: the observation of Hopper and

@@ -3,7 +3,7 @@
 use super::mujoco::{MjEnv, MujocoSim, MujocoTask, TaskStep, expect_sizes, uniform_reset};
 use super::{EnvConfig, EnvRng, Info, Result};
 
-const XML: &str = include_str!("../../models/inverted_pendulum.xml");
+pub(crate) const XML: &str = include_str!("../../models/inverted_pendulum.xml");
 
 /// InvertedPendulum-v5 as registered: a [`MjEnv`] driven by [`InvertedPendulumTask`].
 pub type InvertedPendulum = MjEnv<InvertedPendulumTask>;

@@ -12,7 +12,7 @@ use super::mujoco::{MjEnv, MujocoSim, MujocoTask, TaskStep, expect_sizes};
 use super::{EnvConfig, EnvRng, Info, Result, Space, uniform};
 use std::f64::consts::PI;
 
-const XML: &str = include_str!("../../models/pendulum.xml");
+pub(crate) const XML: &str = include_str!("../../models/pendulum.xml");
 
 /// Largest angular velocity (rad/s).
 pub const MAX_SPEED: f64 = 8.0;

@@ -3,7 +3,7 @@
 use super::mujoco::{MjEnv, MujocoSim, MujocoTask, TaskStep, control_cost, expect_sizes};
 use super::{EnvConfig, EnvError, EnvRng, Info, Result, uniform};
 
-const XML: &str = include_str!("../../models/reacher.xml");
+pub(crate) const XML: &str = include_str!("../../models/reacher.xml");
 
 /// Reacher-v5 as registered: a [`MjEnv`] driven by [`ReacherTask`].
 pub type Reacher = MjEnv<ReacherTask>;

@@ -19,6 +19,8 @@ pub struct EnvSpec {
     pub mujoco: bool,
     /// The [`EnvConfig`] fields it accepts besides `max_episode_steps`.
     pub options: &'static [&'static str],
+    /// The built-in MJCF model (`models/*.xml`), for MuJoCo environments.
+    pub model_xml: Option<&'static str>,
     build: fn(&EnvConfig) -> Result<Box<dyn Env>>,
 }
 
@@ -33,6 +35,7 @@ const SPECS: &[EnvSpec] = &[
         reward_threshold: Some(3800.0),
         mujoco: true,
         options: hopper::OPTIONS,
+        model_xml: Some(hopper::XML),
         build: |c| boxed(Hopper::with_config(c)),
     },
     EnvSpec {
@@ -41,6 +44,7 @@ const SPECS: &[EnvSpec] = &[
         reward_threshold: None,
         mujoco: true,
         options: walker2d::OPTIONS,
+        model_xml: Some(walker2d::XML),
         build: |c| boxed(Walker2d::with_config(c)),
     },
     EnvSpec {
@@ -49,6 +53,7 @@ const SPECS: &[EnvSpec] = &[
         reward_threshold: Some(4800.0),
         mujoco: true,
         options: half_cheetah::OPTIONS,
+        model_xml: Some(half_cheetah::XML),
         build: |c| boxed(HalfCheetah::with_config(c)),
     },
     EnvSpec {
@@ -57,6 +62,7 @@ const SPECS: &[EnvSpec] = &[
         reward_threshold: Some(-3.75),
         mujoco: true,
         options: reacher::OPTIONS,
+        model_xml: Some(reacher::XML),
         build: |c| boxed(Reacher::with_config(c)),
     },
     EnvSpec {
@@ -65,6 +71,7 @@ const SPECS: &[EnvSpec] = &[
         reward_threshold: Some(950.0),
         mujoco: true,
         options: inverted_pendulum::OPTIONS,
+        model_xml: Some(inverted_pendulum::XML),
         build: |c| boxed(InvertedPendulum::with_config(c)),
     },
     EnvSpec {
@@ -73,6 +80,7 @@ const SPECS: &[EnvSpec] = &[
         reward_threshold: None,
         mujoco: true,
         options: pendulum::OPTIONS,
+        model_xml: Some(pendulum::XML),
         build: |c| boxed(Pendulum::with_config(c)),
     },
     EnvSpec {
@@ -81,6 +89,7 @@ const SPECS: &[EnvSpec] = &[
         reward_threshold: Some(475.0),
         mujoco: false,
         options: cartpole::OPTIONS,
+        model_xml: None,
         build: |c| boxed(CartPole::with_config(c)),
     },
 ];

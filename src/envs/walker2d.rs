@@ -1,12 +1,12 @@
 //! Walker2d-v5: a two-legged planar walker (ENV_SPEC §2).
 
-use super::hopper::positions_then_clipped_velocities;
-use super::mujoco::{
-    MjEnv, MujocoSim, MujocoTask, TaskStep, control_cost, expect_sizes, uniform_reset,
+use super::hopper::{
+    LocomotionWeights, locomotion_reset_info, locomotion_step, positions_then_clipped_velocities,
 };
+use super::mujoco::{MjEnv, MujocoSim, MujocoTask, TaskStep, expect_sizes, uniform_reset};
 use super::{EnvConfig, EnvRng, Info, Result};
 
-const XML: &str = include_str!("../../models/walker2d.xml");
+pub(crate) const XML: &str = include_str!("../../models/walker2d.xml");
 
 /// Walker2d-v5 as registered: a [`MjEnv`] driven by [`Walker2dTask`].
 pub type Walker2d = MjEnv<Walker2dTask>;
@@ -45,16 +45,6 @@ pub(crate) const OPTIONS: &[&str] = &[
     "healthy_angle_range",
     "exclude_current_positions_from_observation",
 ];
-
-const STEP_INFO: &[&str] = &[
-    "x_position",
-    "z_distance_from_origin",
-    "x_velocity",
-    "reward_forward",
-    "reward_ctrl",
-    "reward_survive",
-];
-const RESET_INFO: &[&str] = &["x_position", "z_distance_from_origin"];
 
 impl Walker2d {
     /// Builds Walker2d-v5 with `config`'s overrides (already validated).
@@ -109,36 +99,16 @@ impl MujocoTask for Walker2dTask {
     }
 
     fn reset_info(&self, sim: &MujocoSim) -> Info {
-        let qpos = sim.qpos();
-        Info::new(RESET_INFO, &[qpos[0], qpos[1] - sim.init_qpos()[1]])
+        locomotion_reset_info(sim)
     }
 
     fn step(&mut self, sim: &mut MujocoSim, action: &[f64]) -> TaskStep {
-        let x_before = sim.qpos()[0];
-        let instability = sim.do_simulation(action);
-        let x_after = sim.qpos()[0];
-        let x_velocity = (x_after - x_before) / sim.dt();
-        let healthy = self.is_healthy(sim);
-        let forward_reward = self.forward_reward_weight * x_velocity;
-        let healthy_reward = if healthy { self.healthy_reward } else { 0.0 };
-        let ctrl_cost = control_cost(self.ctrl_cost_weight, action);
-        let reward = forward_reward + healthy_reward - ctrl_cost;
-        let z_distance = sim.qpos()[1] - sim.init_qpos()[1];
-        TaskStep {
-            reward,
-            terminated: self.terminate_when_unhealthy && !healthy,
-            info: Info::new(
-                STEP_INFO,
-                &[
-                    x_after,
-                    z_distance,
-                    x_velocity,
-                    forward_reward,
-                    -ctrl_cost,
-                    healthy_reward,
-                ],
-            ),
-            instability,
-        }
+        let weights = LocomotionWeights {
+            forward_reward_weight: self.forward_reward_weight,
+            ctrl_cost_weight: self.ctrl_cost_weight,
+            healthy_reward: self.healthy_reward,
+            terminate_when_unhealthy: self.terminate_when_unhealthy,
+        };
+        locomotion_step(sim, action, &weights, |sim| self.is_healthy(sim))
     }
 }

@@ -1,0 +1,167 @@
+//! The command-line interface behind the `stackrl` binary.
+
+use crate::bench::{EnvBenchConfig, bench_envs, format_table};
+use crate::envs::{self, Env, Space};
+use clap::{Parser, Subcommand};
+use rand::{Rng, SeedableRng};
+use std::process::ExitCode;
+
+/// stackrl: native MuJoCo environments with Gymnasium's definitions, and
+/// Stackelberg / residual actor-critic trainers.
+#[derive(Debug, Parser)]
+#[command(name = "stackrl", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the registered environments with their spaces.
+    Envs,
+    /// Roll out a uniformly random policy and print each episode's return.
+    Rollout(RolloutArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Options of `stackrl rollout`.
+#[derive(Debug, clap::Args)]
+pub struct RolloutArgs {
+    /// Environment id (see `stackrl envs`).
+    #[arg(long, default_value = "Hopper-v5")]
+    pub env: String,
+    /// Episodes to run.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub episodes: u64,
+    /// Seed of the first reset and of the random actions.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `stackrl bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Environment steps/s beside the raw `mj_step` floor, and VecEnv scaling.
+    Envs(BenchEnvsArgs),
+}
+
+/// Options of `stackrl bench envs`.
+#[derive(Debug, clap::Args)]
+pub struct BenchEnvsArgs {
+    /// Environment ids (default: all).
+    #[arg(long = "env")]
+    pub envs: Vec<String>,
+    /// Environment steps per timed run.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+    /// Timed repetitions (medians are reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repeats: u64,
+    /// Environments in the VecEnv runs.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub num_envs: u64,
+    /// Thread counts for the VecEnv runs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub threads: Vec<usize>,
+}
+
+/// Parses the command line, runs it, and turns errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Envs => {
+            println!("| id | observation | action | dt | max steps |");
+            println!("|---|---|---|---|---|");
+            for spec in envs::specs() {
+                let env = envs::make(spec.id).map_err(|e| e.to_string())?;
+                println!(
+                    "| {} | {} | {} | {} | {} |",
+                    spec.id,
+                    env.observation_space(),
+                    env.action_space(),
+                    env.dt(),
+                    spec.max_episode_steps
+                );
+            }
+            Ok(())
+        }
+        Command::Rollout(args) => rollout(&args).map_err(|e| e.to_string()),
+        Command::Bench(BenchCommand::Envs(args)) => {
+            if args.threads.contains(&0) {
+                return Err("--threads values must be at least 1".into());
+            }
+            let mut config = EnvBenchConfig {
+                steps: args.steps as usize,
+                repeats: args.repeats as usize,
+                num_envs: args.num_envs as usize,
+                threads: args.threads.clone(),
+                ..EnvBenchConfig::default()
+            };
+            if !args.envs.is_empty() {
+                for id in &args.envs {
+                    envs::spec(id).map_err(|e| e.to_string())?;
+                }
+                config.ids = args.envs.clone();
+            }
+            let rows = bench_envs(&config).map_err(|e| e.to_string())?;
+            print!("{}", format_table(&rows, &config));
+            Ok(())
+        }
+    }
+}
+
+/// A uniformly random policy on `args.env`; prints one line per episode.
+fn rollout(args: &RolloutArgs) -> Result<(), envs::EnvError> {
+    let mut env = envs::make(&args.env)?;
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(args.seed ^ 0x5eed);
+    let mut action = vec![0.0; env.action_space().action_len()];
+    let mut returns = Vec::new();
+    println!(
+        "{}: random policy, {} episodes, seed {}",
+        args.env, args.episodes, args.seed
+    );
+    for episode in 0..args.episodes {
+        let seed = (episode == 0).then_some(args.seed);
+        env.reset(seed)?;
+        let (mut total, mut length) = (0.0, 0usize);
+        loop {
+            match env.action_space() {
+                Space::Discrete(n) => action[0] = rng.random_range(0..*n) as f64,
+                Space::Box { low, high } => {
+                    for (a, (l, h)) in action.iter_mut().zip(low.iter().zip(high)) {
+                        *a = l + (h - l) * rng.random::<f64>();
+                    }
+                }
+            }
+            let step = env.step(&action)?;
+            total += step.reward;
+            length += 1;
+            if let Some(why) = step.instability {
+                println!("  (episode {episode}: simulation unstable: {why})");
+            }
+            if step.terminated || step.truncated {
+                break;
+            }
+        }
+        println!("episode {episode}: return {total:.3}, length {length}");
+        returns.push(total);
+    }
+    let mean = returns.iter().sum::<f64>() / returns.len() as f64;
+    println!("mean return over {} episodes: {mean:.3}", returns.len());
+    Ok(())
+}
