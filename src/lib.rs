@@ -2,4 +2,6 @@
 //! actor-critic family of the Stackelberg / residual actor-critic papers on Candle.
 
 #[cfg(feature = "trainer")]
+pub mod nn;
+#[cfg(feature = "trainer")]
 pub mod rng;

@@ -1,0 +1,16 @@
+//! Neural-network building blocks for the actor-critic trainers: MLPs with PyTorch's default
+//! initialisation from our seeded RNG, stochastic policies, critics with target networks,
+//! automatic entropy tuning, and an Adam with exportable state.
+
+pub mod critic;
+pub mod gaussian;
+pub mod mlp;
+pub mod optim;
+
+pub use critic::{EntropyTuner, QNetwork, TwinQ, VCritic, polyak_update, target_entropy};
+pub use gaussian::{
+    CategoricalPolicy, DiagGaussianPolicy, LogStdBound, SquashedGaussianActor,
+    SquashedGaussianConfig, SquashedSample, softplus, tanh_log_abs_det_jacobian,
+};
+pub use mlp::{Activation, Mlp, MlpConfig, copy_vars, fast_tanh};
+pub use optim::{Adam, AdamConfig};
