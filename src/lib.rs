@@ -4,4 +4,6 @@
 #[cfg(feature = "trainer")]
 pub mod nn;
 #[cfg(feature = "trainer")]
+pub mod replay;
+#[cfg(feature = "trainer")]
 pub mod rng;
