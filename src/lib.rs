@@ -2,6 +2,8 @@
 //! actor-critic family of the Stackelberg / residual actor-critic papers on Candle.
 
 #[cfg(feature = "trainer")]
+pub mod autodiff;
+#[cfg(feature = "trainer")]
 pub mod nn;
 #[cfg(feature = "trainer")]
 pub mod replay;
