@@ -148,7 +148,7 @@ fn fast_tanh_matches_tanh() {
         .fold(0.0, f64::max);
     eprintln!("fast_tanh max abs err: f64 {f64_err:.1e}, f32 {f32_err:.1e}");
     assert!(f64_err < 1e-15);
-    assert!(f32_err < 3e-7);
+    assert!(f32_err < 5e-7);
 }
 
 fn box_config() -> SquashedGaussianConfig {

@@ -4,7 +4,8 @@
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::VarMap;
 
-use super::mlp::{Activation, Mlp, MlpConfig, copy_vars};
+use super::activation::Activation;
+use super::mlp::{Mlp, MlpConfig, copy_vars};
 use crate::rng::Rng;
 
 /// Polyak averaging `target <- tau * online + (1 - tau) * target`, variable by variable

@@ -8,7 +8,8 @@
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::VarMap;
 
-use super::mlp::{Activation, Mlp, MlpConfig};
+use super::activation::Activation;
+use super::mlp::{Mlp, MlpConfig};
 use crate::rng::Rng;
 
 /// `0.5 * ln(2 pi)`.

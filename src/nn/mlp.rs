@@ -3,46 +3,8 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{Linear, Module, VarMap};
 
+use super::activation::Activation;
 use crate::rng::Rng;
-
-/// Element-wise activation functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Activation {
-    /// No activation (linear output layer).
-    Identity,
-    /// `max(x, 0)`.
-    Relu,
-    /// Candle's `tanh` (exact, but element-wise libm on the CPU, hence slow).
-    Tanh,
-    /// `tanh` computed as `2 sigmoid(2x) - 1`; see [`fast_tanh`].
-    FastTanh,
-}
-
-impl Activation {
-    /// Applies the activation.
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Activation::Identity => Ok(x.clone()),
-            Activation::Relu => x.relu(),
-            Activation::Tanh => x.tanh(),
-            Activation::FastTanh => fast_tanh(x),
-        }
-    }
-}
-
-/// `tanh(x) = 2 sigmoid(2x) - 1`, using `candle_nn::ops::sigmoid`.
-///
-/// Why: Candle's CPU `tanh` calls libm element by element, while its sigmoid kernel is a cheap
-/// `1 / (1 + exp(-x))`; this form was measured several times faster on the CPU.
-/// It is twice differentiable in Candle: sigmoid's backward is `g * s * (1 - s)` written with
-/// tensor ops on the sigmoid *output* `s`, which itself carries the sigmoid op, so a second
-/// backward pass differentiates through it (checked against finite differences in
-/// `tests/nn_autodiff.rs`). Precision: the subtraction `2s - 1` loses relative accuracy near
-/// `x = 0` (absolute error stays ~1e-7 in `f32`), irrelevant for hidden activations.
-pub fn fast_tanh(x: &Tensor) -> Result<Tensor> {
-    let s = candle_nn::ops::sigmoid(&x.affine(2.0, 0.0)?)?;
-    s.affine(2.0, -1.0)
-}
 
 /// Layer sizes and activations of an [`Mlp`].
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
