@@ -544,3 +544,90 @@ fn stackelberg_gradient_rejects_bad_input() {
     let not_scalar = p.critic.forward(&p.obs, &p.act).unwrap();
     assert!(stackelberg_gradient(&obj, &not_scalar, None, &theta, &w, &opts, None).is_err());
 }
+
+/// Second-order coverage of the Candle ops (and our composites) the trainers differentiate
+/// twice: for each scalar function of a 6-vector, the HVP along a random direction against
+/// central differences of the gradient, in f64.
+#[test]
+fn second_order_op_coverage() {
+    autodiff::enable_second_order().unwrap();
+    let dev = Device::Cpu;
+    let x0 = [0.3f64, -1.2, 0.7, 2.1, -0.4, 1.5];
+    let c = Tensor::new(&[1.0f64, -0.5, 2.0, 0.25, -1.5, 0.8], &dev).unwrap();
+    let m = Tensor::new(&[[0.5f64, -1.0], [2.0, 0.3], [-0.7, 1.1]], &dev).unwrap();
+    type F = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
+    let cases: Vec<(&str, F)> = vec![
+        ("sigmoid", |w, c, _| {
+            (candle_nn::ops::sigmoid(w)? * c)?.sum_all()
+        }),
+        ("softplus", |w, c, _| {
+            (stackrl::nn::softplus(w)? * c)?.sum_all()
+        }),
+        ("tanh log-det", |w, c, _| {
+            (stackrl::nn::tanh_log_abs_det_jacobian(w)? * c)?.sum_all()
+        }),
+        ("tanh", |w, c, _| (w.tanh()? * c)?.sum_all()),
+        ("fast_tanh", |w, c, _| {
+            (stackrl::nn::fast_tanh(w)? * c)?.sum_all()
+        }),
+        ("log_softmax", |w, c, _| {
+            (candle_nn::ops::log_softmax(&w.reshape((2, 3))?, 1)? * c.reshape((2, 3))?)?.sum_all()
+        }),
+        ("softmax", |w, c, _| {
+            (candle_nn::ops::softmax(&w.reshape((2, 3))?, 1)? * c.reshape((2, 3))?)?.sum_all()
+        }),
+        ("exp/log/sqrt/powf", |w, c, _| {
+            let a = (w.exp()? * c)?.sum_all()?;
+            let b = (w.sqr()? + 1.0)?.log()?.sum_all()?;
+            let d = (w.sqr()? + 1.0)?.sqrt()?.powf(3.0)?.sum_all()?;
+            (a + b)? + d
+        }),
+        ("minimum (twin-Q min)", |w, c, _| {
+            (w.sqr()?.minimum(&(w * c)?)? * w)?.sum_all()
+        }),
+        ("clamp interior", |w, _, _| {
+            (w.clamp(-5.0, 5.0)? * w.sqr()?)?.sum_all()
+        }),
+        ("matmul/broadcast/mean", |w, c, m| {
+            let y = w.reshape((2, 3))?.matmul(m)?.tanh()?;
+            let y = y.broadcast_add(&c.narrow(0, 0, 2)?)?;
+            y.sqr()?.mean_all()
+        }),
+    ];
+    let v = [0.9f64, 0.1, -0.6, 0.4, 1.3, -0.2];
+    let vt = Tensor::new(&v, &dev).unwrap();
+    for (name, f) in cases {
+        let w = Var::new(&x0, &dev).unwrap();
+        let loss = f(w.as_tensor(), &c, &m).unwrap();
+        let hv = to_vec(
+            &GradGraph::new(&loss, std::slice::from_ref(&w))
+                .unwrap()
+                .hvp(&vt)
+                .unwrap(),
+        );
+        let h = 1e-5;
+        let grad_at = |s: f64| {
+            let x: Vec<f64> = x0.iter().zip(&v).map(|(a, d)| a + s * h * d).collect();
+            let wv = Var::new(x.as_slice(), &dev).unwrap();
+            flat_grad(&f(wv.as_tensor(), &c, &m).unwrap(), &[wv])
+        };
+        let (gp, gm) = (grad_at(1.0), grad_at(-1.0));
+        let fd: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
+        let e = rel_err(&hv, &fd);
+        eprintln!("second order through {name}: rel err {e:.1e}");
+        assert!(e < 1e-7, "{name}: rel err {e}");
+    }
+    // candle_nn::ops::softmax_last_dim records no graph (apply_op1_no_bwd): gradients through
+    // it are silently missing, not an error. Use candle_nn::ops::softmax.
+    let w = Var::new(&x0, &dev).unwrap();
+    let sm = candle_nn::ops::softmax_last_dim(&w.as_tensor().reshape((2, 3)).unwrap()).unwrap();
+    let loss = (sm * c.reshape((2, 3)).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    assert!(loss.backward().unwrap().get(w.as_tensor()).is_none());
+}
