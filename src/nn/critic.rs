@@ -362,8 +362,8 @@ impl EntropyTuner {
             .map(|v| v[0].exp())
     }
 
-    /// `alpha` as a detached scalar tensor `[]` (to weight `ln pi` in the actor / critic
-    /// losses without differentiating into `ln alpha`).
+    /// `alpha` as a detached rank-0 tensor (to weight `ln pi` in the actor / critic losses
+    /// without differentiating into `ln alpha`; combine with `broadcast_mul`).
     pub fn alpha_tensor(&self) -> Result<Tensor> {
         self.log_alpha.as_tensor().detach().exp()?.squeeze(0)
     }

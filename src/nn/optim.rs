@@ -75,6 +75,10 @@ pub struct Adam {
 
 impl Adam {
     /// An optimiser over `vars` (all must be floating point).
+    ///
+    /// The state is keyed by position, so pass the variables in a deterministic order
+    /// (`Mlp::vars`, `TwinQ::vars`, ...), not `VarMap::all_vars()`, which follows `HashMap`
+    /// iteration order and changes from run to run.
     pub fn new(vars: Vec<Var>, config: AdamConfig) -> Result<Self> {
         config.validate()?;
         let mut m = Vec::with_capacity(vars.len());
