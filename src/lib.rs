@@ -4,13 +4,24 @@
 //! * [`envs`]: the environments (always built). Crates that only want them depend on
 //!   stackrl with `default-features = false` and compile none of the trainer's
 //!   dependencies.
-//! * Everything else sits behind the default `trainer` feature.
+//! * Everything else sits behind the default `trainer` feature: [`nn`] (networks,
+//!   policies, critics, Adam), [`autodiff`] (Hessian-vector products, conjugate
+//!   gradient, the Stackelberg gradient), [`replay`], [`rng`] and the CLI.
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod envs;
 
 pub use envs::{Env, make, make_with};
-pub mod bench;
+
+#[cfg(feature = "trainer")]
+pub mod autodiff;
 #[cfg(feature = "trainer")]
 pub mod cli;
+#[cfg(feature = "trainer")]
+pub mod nn;
+#[cfg(feature = "trainer")]
+pub mod replay;
+#[cfg(feature = "trainer")]
+pub mod rng;
