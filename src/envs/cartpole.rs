@@ -1,10 +1,9 @@
 //! CartPole-v1: Gymnasium's closed-form cart-pole (Barto, Sutton & Anderson 1983)
 //! with explicit Euler, in plain Rust (ENV_SPEC §7).
 
-use super::mujoco::check_obs_len;
 use super::{
-    Env, EnvConfig, EnvError, EnvRng, Info, Result, Space, StepOutcome, check_action, reseed,
-    uniform,
+    Env, EnvConfig, EnvError, EnvRng, Info, Result, Space, StepOutcome, check_action,
+    check_obs_len, reseed, uniform,
 };
 
 const GRAVITY: f64 = 9.8;

@@ -373,6 +373,18 @@ pub(crate) fn check_action(space: &Space, action: &[f64]) -> Result<()> {
     Ok(())
 }
 
+/// Checks that a caller's observation buffer fits the observation space.
+pub(crate) fn check_obs_len(space: &Space, obs: &[f64]) -> Result<()> {
+    if obs.len() != space.dim() {
+        return Err(EnvError::InvalidState(format!(
+            "observation buffer has {} entries; the observation space needs {}",
+            obs.len(),
+            space.dim()
+        )));
+    }
+    Ok(())
+}
+
 /// The generator every environment draws its reset noise from.
 pub(crate) type EnvRng = rand_pcg::Pcg64;
 

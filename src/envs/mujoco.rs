@@ -2,7 +2,7 @@
 
 use super::{
     EnvConfig, EnvError, EnvRng, Info, Instability, Result, Space, StepOutcome, check_action,
-    reseed,
+    check_obs_len, reseed,
 };
 use mujoco_rs::prelude::{MjData, MjModel, MjtObjBase, MjtWarning};
 use std::path::Path;
@@ -412,17 +412,6 @@ impl<T: MujocoTask> super::Env for MjEnv<T> {
     fn as_mujoco_mut(&mut self) -> Option<&mut dyn MujocoEnv> {
         Some(self)
     }
-}
-
-pub(crate) fn check_obs_len(space: &Space, obs: &[f64]) -> Result<()> {
-    if obs.len() != space.dim() {
-        return Err(EnvError::InvalidState(format!(
-            "observation buffer has {} entries; the observation space needs {}",
-            obs.len(),
-            space.dim()
-        )));
-    }
-    Ok(())
 }
 
 /// `qpos0 + U(-c, c)` for positions and `U(-c, c)` for velocities, drawn in that
