@@ -10,6 +10,7 @@
 
 pub mod exact;
 pub mod mdp;
+pub mod theorems;
 
 use std::path::PathBuf;
 
