@@ -8,8 +8,10 @@
 //! * [`sample`]: the sample-based Algorithms 1-4 of Appendix D.1.2.
 //! * [`cli`]: `stackrl lab theorems|dp|sample`.
 
+pub mod dp;
 pub mod exact;
 pub mod mdp;
+pub mod optim;
 pub mod theorems;
 
 use std::path::PathBuf;
