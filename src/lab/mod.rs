@@ -12,6 +12,7 @@ pub mod dp;
 pub mod exact;
 pub mod mdp;
 pub mod optim;
+pub mod sample;
 pub mod theorems;
 
 use std::path::PathBuf;
