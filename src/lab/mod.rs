@@ -8,10 +8,12 @@
 //! * [`sample`]: the sample-based Algorithms 1-4 of Appendix D.1.2.
 //! * [`cli`]: `stackrl lab theorems|dp|sample`.
 
+pub mod cli;
 pub mod dp;
 pub mod exact;
 pub mod mdp;
 pub mod optim;
+pub mod plot;
 pub mod sample;
 pub mod theorems;
 
