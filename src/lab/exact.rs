@@ -138,7 +138,9 @@ pub struct PolicyEval<'a> {
     /// q_θ = Ψ_θ⁻¹ r.
     pub q: Vector,
     lu: LU<f64, Dyn, Dyn>,
-    lu_t: LU<f64, Dyn, Dyn>,
+    /// The LU factors again, unpacked, to solve with Mᵀ without a second factorisation.
+    l: Matrix,
+    u: Matrix,
 }
 
 impl<'a> PolicyEval<'a> {
@@ -173,26 +175,40 @@ impl<'a> PolicyEval<'a> {
                 }
             }
         }
-        let lu_t = m.transpose().lu();
         let lu = m.lu();
         let singular = || LabError::Singular("I - γ P_π (is γ < 1 and is π a policy?)".into());
+        if !lu.is_invertible() {
+            return Err(singular());
+        }
+        let (l, u) = (lu.l(), lu.u());
         let r_pi = pi_expect(na, &pi, mdp.r());
         let v = lu.solve(&r_pi).ok_or_else(singular)?;
         let q = mdp.r() + p * &v * g;
-        // Summing eq. (3) over actions gives d_S = (1-γ) μ0 + γ Pᵀ d = (1-γ) μ0 + γ P_πᵀ d_S,
-        // and eq. (3) itself then reads d = Πᵀ d_S.
-        let d_s = lu_t.solve(&(mdp.mu0() * (1.0 - g))).ok_or_else(singular)?;
-        let d = pi_t(na, &pi, &d_s);
-        Ok(Self {
+        let mut ev = Self {
             mdp,
             pi,
-            d_s,
-            d,
+            d_s: Vector::zeros(ns),
+            d: Vector::zeros(mdp.n_sa()),
             v,
             q,
             lu,
-            lu_t,
-        })
+            l,
+            u,
+        };
+        // Summing eq. (3) over actions gives d_S = (1-γ) μ0 + γ Pᵀ d = (1-γ) μ0 + γ P_πᵀ d_S,
+        // and eq. (3) itself then reads d = Πᵀ d_S.
+        ev.d_s = ev.solve_m_t(&(mdp.mu0() * (1.0 - g)))?;
+        ev.d = pi_t(na, &ev.pi, &ev.d_s);
+        Ok(ev)
+    }
+
+    /// Solves Mᵀ x = b with the factors of P M = L U: Mᵀ = Uᵀ Lᵀ P, so x = P⁻¹ L⁻ᵀ U⁻ᵀ b.
+    fn solve_m_t(&self, b: &Vector) -> Result<Vector, LabError> {
+        let singular = || LabError::Singular("(I - γ P_π)ᵀ".into());
+        let y = self.u.tr_solve_upper_triangular(b).ok_or_else(singular)?;
+        let mut w = self.l.tr_solve_lower_triangular(&y).ok_or_else(singular)?;
+        self.lu.p().inv_permute_rows(&mut w);
+        Ok(w)
     }
 
     /// The MDP this evaluation belongs to.
@@ -240,8 +256,7 @@ impl<'a> PolicyEval<'a> {
     /// Ψ_θ⁻ᵀ y = y + γ Πᵀ M⁻ᵀ Pᵀ y.
     pub fn psi_inv_t_apply(&self, y: &Vector) -> Vector {
         let z = self
-            .lu_t
-            .solve(&self.mdp.p().tr_mul(y))
+            .solve_m_t(&self.mdp.p().tr_mul(y))
             .expect("Mᵀ is invertible: checked in new");
         y + self.pi_t_apply(&z) * self.gamma()
     }
