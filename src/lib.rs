@@ -6,7 +6,8 @@
 //!   dependencies.
 //! * Everything else sits behind the default `trainer` feature: [`nn`] (networks,
 //!   policies, critics, Adam), [`autodiff`] (Hessian-vector products, conjugate
-//!   gradient, the Stackelberg gradient), [`replay`], [`rng`] and the CLI.
+//!   gradient, the Stackelberg gradient), [`replay`], [`rng`], the tabular [`lab`]
+//!   (exact policy-gradient quantities and the papers' theorems) and the CLI.
 
 #![warn(missing_docs)]
 
@@ -19,6 +20,8 @@ pub use envs::{Env, make, make_with};
 pub mod autodiff;
 #[cfg(feature = "trainer")]
 pub mod cli;
+#[cfg(feature = "trainer")]
+pub mod lab;
 #[cfg(feature = "trainer")]
 pub mod nn;
 #[cfg(feature = "trainer")]

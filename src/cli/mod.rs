@@ -26,6 +26,11 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The tabular lab: FourRoom, exact policy-gradient quantities, the papers'
+    /// theorems checked numerically, and the dynamic-programming and sample-based
+    /// experiments (CSV and SVG into a run directory).
+    #[command(subcommand)]
+    Lab(crate::lab::cli::LabCommand),
 }
 
 /// Options of `stackrl rollout`.
@@ -101,6 +106,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Rollout(args) => rollout(&args).map_err(|e| e.to_string()),
+        Command::Lab(command) => {
+            let dir = crate::lab::cli::run(command).map_err(|e| e.to_string())?;
+            println!("results in {}", dir.display());
+            Ok(())
+        }
         Command::Bench(BenchCommand::Envs(args)) => {
             if args.threads.contains(&0) {
                 return Err("--threads values must be at least 1".into());
