@@ -9,6 +9,11 @@
 //! recorded states at the same steps. The difference is therefore the environment's
 //! own overhead (action checks, observation, reward, termination, time limit), not a
 //! difference in contacts.
+//!
+//! Single-thread runs are timed in CPU time of the stepping thread
+//! (`CLOCK_THREAD_CPUTIME_ID`), so that other processes on a shared machine do not
+//! count against either side; `VecEnv` runs are timed in wall-clock time, which is
+//! what parallel speed-up is about (and is only meaningful on an otherwise idle machine).
 
 use crate::envs::{self, Env, EnvConfig, EnvError, Space, VecEnv};
 use mujoco_rs::prelude::{MjData, MjModel};
@@ -50,12 +55,12 @@ impl Default for EnvBenchConfig {
 pub struct EnvBenchRow {
     /// Environment id.
     pub id: String,
-    /// `frame_skip × mj_step` per environment step, as environment steps per second
-    /// (`None` for CartPole, which has no physics engine).
+    /// `frame_skip × mj_step` per environment step, as environment steps per CPU
+    /// second (`None` for CartPole, which has no physics engine).
     pub floor_steps_per_sec: Option<f64>,
-    /// One environment, stepped in the calling thread.
+    /// One environment, stepped in the calling thread (steps per CPU second).
     pub env_steps_per_sec: f64,
-    /// `(threads, environment steps per second summed over the VecEnv)`.
+    /// `(threads, environment steps per wall-clock second summed over the VecEnv)`.
     pub vec_steps_per_sec: Vec<(usize, f64)>,
 }
 
@@ -65,6 +70,22 @@ impl EnvBenchRow {
         self.floor_steps_per_sec
             .map(|floor| (floor / self.env_steps_per_sec - 1.0) * 100.0)
     }
+}
+
+/// Seconds of CPU time consumed by the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        // No per-thread clock: fall back to wall time from an arbitrary origin.
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        return ORIGIN.get_or_init(Instant::now).elapsed().as_secs_f64();
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -107,7 +128,7 @@ fn run_env(
     let mut obs = vec![0.0; env.observation_space().dim()];
     let mut resets = Vec::new();
     env.reset_into(Some(seed), &mut obs)?;
-    let start = Instant::now();
+    let start = thread_cpu_seconds();
     for (t, action) in actions.chunks(alen).enumerate() {
         let outcome = env.step_into(action, &mut obs)?;
         if outcome.terminated || outcome.truncated {
@@ -122,7 +143,7 @@ fn run_env(
             }
         }
     }
-    Ok((start.elapsed().as_secs_f64(), resets))
+    Ok((thread_cpu_seconds() - start, resets))
 }
 
 /// The raw loop: the same controls through `mj_step`, the same states restored.
@@ -146,7 +167,7 @@ fn run_floor(
     };
     set_state(&mut data, start.0, start.1);
     let mut next_reset = resets.iter().peekable();
-    let begin = Instant::now();
+    let begin = thread_cpu_seconds();
     for (t, ctrl) in actions.chunks(nu).enumerate() {
         data.ctrl_mut().copy_from_slice(ctrl);
         for _ in 0..frame_skip {
@@ -157,7 +178,7 @@ fn run_floor(
             set_state(&mut data, &reset.qpos, &reset.qvel);
         }
     }
-    Ok(begin.elapsed().as_secs_f64())
+    Ok(thread_cpu_seconds() - begin)
 }
 
 /// Measures every environment of `config`; prints nothing.
@@ -228,7 +249,7 @@ pub fn format_table(rows: &[EnvBenchRow], config: &EnvBenchConfig) -> String {
         .map(|t| format!("VecEnv×{} {t} thr (steps/s)", config.num_envs))
         .collect();
     out.push_str(&format!(
-        "| env | mj_step floor (steps/s) | single env (steps/s) | overhead | {} | speed-up {}→{} thr |\n",
+        "| env | mj_step floor (steps/CPU-s) | single env (steps/CPU-s) | overhead | {} | speed-up {}→{} thr |\n",
         vec_header.join(" | "),
         config.threads.first().copied().unwrap_or(1),
         config.threads.last().copied().unwrap_or(1),
