@@ -1208,8 +1208,14 @@ impl OnPolicyAgent {
                 )));
             }
         };
+        // All or nothing: undo the actor optimiser's load if the critic's fails.
+        let actor_before = self.actor_opt.state_tensors("actor_opt")?;
         self.actor_opt.load_state_tensors(state, "actor_opt")?;
-        self.critic_opt.load_state_tensors(state, "critic_opt")?;
+        if let Err(e) = self.critic_opt.load_state_tensors(state, "critic_opt") {
+            self.actor_opt
+                .load_state_tensors(&actor_before, "actor_opt")?;
+            return Err(e);
+        }
         for (v, t) in pending {
             v.set(&t)?;
         }
