@@ -167,8 +167,9 @@ impl StacConfig {
 }
 
 /// Hyper-parameters of AC / STAC. [`Default`] gives the paper's architecture (two hidden
-/// layers of 64, tanh) and Spinning Up's VPG values that its code inherits (4000 steps per
-/// epoch, γ = 0.99, λ_GAE = 0.97, k = 80, normalised advantages).
+/// layers of 64, tanh), the defaults of its public code (plain gradient steps with αθ = 0.1,
+/// αw = 0.01) and the Spinning Up VPG values that code inherits (4000 steps per epoch,
+/// γ = 0.99, λ_GAE = 0.97, k = 80, normalised advantages).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OnPolicyConfig {
     /// AC or STAC.
@@ -209,7 +210,7 @@ impl Default for OnPolicyConfig {
             steps_per_epoch: 4000,
             gamma: 0.99,
             gae_lambda: 0.97,
-            actor_lr: 1e-2,
+            actor_lr: 0.1,
             critic_lr: 1e-2,
             critic_steps: 80,
             optimizer: OptimizerKind::Sgd,
