@@ -4,7 +4,9 @@
 //! (the paper's code), 7 repeats; the paper's 64x64 tanh networks in f32; k = 1 and 80.
 //!
 //! Run it with `CANDLE_NUM_THREADS=1`: Candle's CPU pool spin-waits, which on a shared machine
-//! measures the other processes more than ours.
+//! measures the other processes more than ours. With one Candle thread all the work runs in
+//! the timing thread, so besides wall-clock time the bench reports that thread's CPU time
+//! (`CLOCK_THREAD_CPUTIME_ID`), which other processes on a busy machine disturb much less.
 //!
 //! * An epoch is one collection (`steps` environment steps with the acting policy) plus one
 //!   update (advantages and returns, the actor step, `k` critic steps); both algorithms
@@ -12,13 +14,13 @@
 //!   the same epoch of data, each repeat stepping the agent on it again.
 //! * AC runs in a thread that never turns on second-order gradients (Candle's default
 //!   detached backward, what `--algo ac` needs); STAC in a fresh thread after
-//!   `enable_second_order()`. "AC (2nd-order on)" is AC in that second thread: the price every
-//!   backward pass pays for recording its graph.
+//!   `enable_second_order()`. "AC, 2nd on" is AC in that second thread: the price every
+//!   backward pass pays for recording its graph (STAC's critic steps pay it too).
 //! * STAC uses λ = 500 and a CG tolerance of 0 so that CG runs exactly its 10 iterations (with
-//!   λ = 0 the indefinite Hessian usually stops it after 1-4). The CG row is the Hessian graph
-//!   (`GradGraph::new` on the critic loss) plus the 10 Hessian-vector products, timed on the
-//!   same batch.
-//! * Medians over the repeats (minimum in brackets).
+//!   λ = 0 the indefinite Hessian usually stops it after 1-4). "CG solve" is the Hessian graph
+//!   (`GradGraph::new` on the critic loss) plus the 10 Hessian-vector products, timed alone on
+//!   the same batch; its share is relative to the STAC epoch.
+//! * Medians over the repeats; every figure is `wall / thread-CPU` in milliseconds.
 
 use std::time::Instant;
 
@@ -33,10 +35,38 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const SEED: u64 = 0;
 const LAMBDA: f64 = 500.0;
 const CG_ITERS: usize = 10;
+const KS: [usize; 2] = [1, 80];
 
-fn median_min(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 2], v[0])
+/// CPU seconds used by the calling thread.
+fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_THREAD_CPUTIME_ID is valid
+    // on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// `(wall, cpu)` seconds of `f`.
+fn timed(f: impl FnOnce()) -> (f64, f64) {
+    let (w, c) = (Instant::now(), thread_cpu_s());
+    f();
+    (w.elapsed().as_secs_f64(), thread_cpu_s() - c)
+}
+
+/// Medians of wall and CPU seconds.
+fn medians(v: Vec<(f64, f64)>) -> (f64, f64) {
+    let med = |mut x: Vec<f64>| {
+        x.sort_by(|a, b| a.total_cmp(b));
+        x[x.len() / 2]
+    };
+    (
+        med(v.iter().map(|t| t.0).collect()),
+        med(v.iter().map(|t| t.1).collect()),
+    )
 }
 
 fn config(algo: Algo, k: usize, steps: usize) -> OnPolicyConfig {
@@ -62,21 +92,21 @@ fn agent(cfg: OnPolicyConfig, env_id: &str) -> (OnPolicyAgent, Box<dyn envs::Env
     (a, env, rng)
 }
 
-/// Median and minimum seconds of `repeats` collections, and one epoch of data.
+/// Collection times and one epoch of data.
 fn time_collect(env_id: &str, steps: usize, repeats: usize) -> ((f64, f64), EpochData) {
     let (mut a, mut env, mut rng) = agent(config(Algo::Ac, 1, steps), env_id);
     let data = a.collect_epoch(env.as_mut(), &mut rng).expect("collect");
     let t = (0..repeats)
         .map(|_| {
-            a.collect_epoch(env.as_mut(), &mut rng).expect("collect");
-            a.last_timing().collect_s
+            timed(|| {
+                a.collect_epoch(env.as_mut(), &mut rng).expect("collect");
+            })
         })
         .collect();
-    (median_min(t), data)
+    (medians(t), data)
 }
 
-/// Median and minimum seconds of `repeats` updates on `data` (after one warm-up update), and
-/// the CG iterations / stop reason of the last one.
+/// Update times on `data` (after one warm-up update) and the last update's CG report.
 fn time_update(
     algo: Algo,
     k: usize,
@@ -89,15 +119,16 @@ fn time_update(
     let mut cg = String::new();
     let t = (0..repeats)
         .map(|_| {
-            let s = a.update(data).expect("update");
-            cg = format!("{} its, {:?}", s.cg_iterations, s.cg_stop);
-            a.last_timing().update_s
+            timed(|| {
+                let s = a.update(data).expect("update");
+                cg = format!("{} iterations, {:?}", s.cg_iterations, s.cg_stop);
+            })
         })
         .collect();
-    (median_min(t), cg)
+    (medians(t), cg)
 }
 
-/// Median and minimum seconds of the CG solve alone (Hessian graph + 10 HVPs) on `data`.
+/// The CG solve alone (Hessian graph + 10 HVPs) on `data`.
 fn time_cg(env_id: &str, data: &EpochData, repeats: usize) -> (f64, f64) {
     let (a, _, _) = agent(config(Algo::Stac, 1, data.len()), env_id);
     let batch = a.prepare(data).expect("prepare");
@@ -120,20 +151,24 @@ fn time_cg(env_id: &str, data: &EpochData, repeats: usize) -> (f64, f64) {
             .expect("losses");
             let g = autodiff::grads(&l.objective, a.critic().vars()).expect("∂J/∂w");
             let b = autodiff::flatten(&g).expect("flatten");
-            let start = Instant::now();
-            let hess = GradGraph::new(&l.hessian_loss, a.critic().vars()).expect("graph");
-            let r = conjugate_gradient(|v| hess.hvp(v)? + (v * LAMBDA)?, &b, &options, None)
-                .expect("cg");
-            assert_eq!(r.iterations, CG_ITERS);
-            start.elapsed().as_secs_f64()
+            timed(|| {
+                let hess = GradGraph::new(&l.hessian_loss, a.critic().vars()).expect("graph");
+                let r = conjugate_gradient(|v| hess.hvp(v)? + (v * LAMBDA)?, &b, &options, None)
+                    .expect("cg");
+                assert_eq!(r.iterations, CG_ITERS);
+            })
         })
         .skip(1)
         .collect();
-    median_min(t)
+    medians(t)
 }
 
-fn ms((med, min): (f64, f64)) -> String {
-    format!("{:8.1} [{:7.1}]", med * 1e3, min * 1e3)
+fn ms((wall, cpu): (f64, f64)) -> String {
+    format!("{:7.1} / {:7.1}", wall * 1e3, cpu * 1e3)
+}
+
+fn add(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (a.0 + b.0, a.1 + b.1)
 }
 
 fn main() {
@@ -149,15 +184,15 @@ fn main() {
     let repeats: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
     println!(
         "STAC vs AC epoch on {env_id}: {steps} steps/epoch, 64x64 tanh f32, STAC λ = {LAMBDA} \
-         with {CG_ITERS} CG iterations; CANDLE_NUM_THREADS={}; medians of {repeats} [min], ms",
+         with {CG_ITERS} CG iterations; CANDLE_NUM_THREADS={}; medians of {repeats}, \
+         wall / thread-CPU ms",
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "unset".into())
     );
-    let ks = [1usize, 80];
     // AC, detached (never turns on second order in this thread).
-    let (env2, steps2) = (env_id.clone(), steps);
+    let env2 = env_id.clone();
     let (collect, data, ac) = std::thread::spawn(move || {
-        let (collect, data) = time_collect(&env2, steps2, repeats);
-        let ac: Vec<_> = ks
+        let (collect, data) = time_collect(&env2, steps, repeats);
+        let ac: Vec<_> = KS
             .iter()
             .map(|&k| time_update(Algo::Ac, k, &env2, &data, repeats).0)
             .collect();
@@ -166,56 +201,53 @@ fn main() {
     .join()
     .expect("AC thread");
     // STAC (and AC again) with second-order gradients on.
-    let env3 = env_id.clone();
-    let data3 = data.clone();
-    let (stac_t, ac_flag, cg, cg_info) = std::thread::spawn(move || {
+    let (env3, data3) = (env_id.clone(), data.clone());
+    let (st, ac_on, cg, cg_info) = std::thread::spawn(move || {
         autodiff::enable_second_order().expect("second order");
-        let mut stac_t = Vec::new();
-        let mut ac_flag = Vec::new();
-        let mut info = String::new();
-        for &k in &ks {
+        let (mut st, mut ac_on, mut info) = (Vec::new(), Vec::new(), String::new());
+        for &k in &KS {
             let (t, i) = time_update(Algo::Stac, k, &env3, &data3, repeats);
-            stac_t.push(t);
+            st.push(t);
             info = i;
-            ac_flag.push(time_update(Algo::Ac, k, &env3, &data3, repeats).0);
+            ac_on.push(time_update(Algo::Ac, k, &env3, &data3, repeats).0);
         }
-        let cg = time_cg(&env3, &data3, repeats);
-        (stac_t, ac_flag, cg, info)
+        (st, ac_on, time_cg(&env3, &data3, repeats), info)
     })
     .join()
     .expect("STAC thread");
 
     println!(
-        "collection ({} episodes in the timed data): {}",
+        "collection ({} episode pieces): {} | CG solve (graph + {CG_ITERS} HVPs): {} | \
+         STAC's last CG: {cg_info}",
         data.segments.len(),
-        ms(collect)
+        ms(collect),
+        ms(cg)
     );
-    println!("CG solve (Hessian graph + {CG_ITERS} HVPs): {}", ms(cg));
-    println!("STAC's CG in the last update: {cg_info}");
     println!(
-        "{:>3} | {:>18} | {:>18} | {:>18} | {:>18} | {:>18} | {:>10} | {:>9}",
+        "{:>3} | {:>17} | {:>17} | {:>17} | {:>17} | {:>17} | {:>13} | {:>13}",
         "k",
         "AC update",
-        "AC upd (2nd on)",
+        "AC, 2nd on",
         "STAC update",
         "AC epoch",
         "STAC epoch",
-        "STAC / AC",
-        "CG share"
+        "STAC/AC w/cpu",
+        "CG share w/cpu"
     );
-    for (i, k) in ks.iter().enumerate() {
-        let ac_epoch = (collect.0 + ac[i].0, collect.1 + ac[i].1);
-        let st_epoch = (collect.0 + stac_t[i].0, collect.1 + stac_t[i].1);
+    for (i, k) in KS.iter().enumerate() {
+        let (ac_e, st_e) = (add(collect, ac[i]), add(collect, st[i]));
         println!(
-            "{:>3} | {} | {} | {} | {} | {} | {:>9.2}x | {:>8.0}%",
+            "{:>3} | {} | {} | {} | {} | {} | {:>5.2}x/{:>5.2}x | {:>5.0}%/{:>5.0}%",
             k,
             ms(ac[i]),
-            ms(ac_flag[i]),
-            ms(stac_t[i]),
-            ms(ac_epoch),
-            ms(st_epoch),
-            st_epoch.0 / ac_epoch.0,
-            100.0 * cg.0 / st_epoch.0
+            ms(ac_on[i]),
+            ms(st[i]),
+            ms(ac_e),
+            ms(st_e),
+            st_e.0 / ac_e.0,
+            st_e.1 / ac_e.1,
+            100.0 * cg.0 / st_e.0,
+            100.0 * cg.1 / st_e.1
         );
     }
 }

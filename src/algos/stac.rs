@@ -64,9 +64,9 @@
 
 use candle_core::{Device, Tensor};
 
-use super::Result;
 use super::ac::{self, ActorStep};
 use super::on_policy::{Batch, BatchSegment, CriticHessian, OnPolicyAgent, Policy};
+use super::{AlgoError, Result};
 use crate::autodiff::{self, CgOptions, ImplicitOptions, StackelbergGradient};
 use crate::nn::VCritic;
 
@@ -95,31 +95,55 @@ pub fn lambda_return_weights(
     (c, boot)
 }
 
-/// `E_{t'} = Σ_{t ≤ t'} γ^{t'−t} e_t` within each segment, differentiably (one small
-/// lower-triangular matrix product per segment; cost `Σ len²`, used once per epoch).
+/// `E_{t'} = Σ_{t ≤ t'} γ^{t'−t} e_t` within each segment, differentiably and in a constant
+/// number of graph nodes (a per-segment loop would add hundreds of tiny ops to every backward
+/// pass): gather `e` into a zero-padded `[segments, max_len]` matrix, multiply by the
+/// `[max_len, max_len]` discount matrix `Dᵀ` (`D_ij = γ^{i−j}` for `j ≤ i`), gather back.
 pub fn discounted_trace(e: &Tensor, segments: &[BatchSegment], gamma: f64) -> Result<Tensor> {
-    let mut parts = Vec::with_capacity(segments.len());
-    for s in segments {
-        let e_s = e.narrow(0, s.start, s.len)?;
-        if s.len == 1 {
-            parts.push(e_s);
-            continue;
-        }
-        let n = s.len;
-        let mut m = vec![0.0; n * n];
-        for i in 0..n {
-            let mut g = 1.0;
-            for j in (0..=i).rev() {
-                m[i * n + j] = g;
-                g *= gamma;
-            }
-        }
-        let m = Tensor::from_vec(m, (n, n), &Device::Cpu)?
-            .to_dtype(e.dtype())?
-            .to_device(e.device())?;
-        parts.push(m.matmul(&e_s.reshape((n, 1))?)?.reshape(n)?);
+    let n = e.dim(0)?;
+    let covered: usize = segments.iter().map(|s| s.len).sum();
+    if covered != n || segments.iter().any(|s| s.len == 0) {
+        return Err(AlgoError::Mismatch(format!(
+            "discounted_trace: segments cover {covered} of {n} entries"
+        )));
     }
-    Ok(Tensor::cat(&parts, 0)?)
+    let (rows, width) = (
+        segments.len(),
+        segments.iter().map(|s| s.len).max().unwrap_or(0),
+    );
+    // Padding reads entry n, a zero appended to e.
+    let mut gather = vec![n as u32; rows * width];
+    let mut back = Vec::with_capacity(n);
+    for (r, s) in segments.iter().enumerate() {
+        for i in 0..s.len {
+            gather[r * width + i] = (s.start + i) as u32;
+            back.push((r * width + i) as u32);
+        }
+    }
+    let mut dt = vec![0.0; width * width];
+    for i in 0..width {
+        let mut g = 1.0;
+        for j in (0..=i).rev() {
+            dt[j * width + i] = g; // Dᵀ[j][i] = γ^{i−j}
+            g *= gamma;
+        }
+    }
+    let dev = e.device();
+    let ids = |v: Vec<u32>| -> Result<Tensor> {
+        let len = v.len();
+        Ok(Tensor::from_vec(v, len, &Device::Cpu)?.to_device(dev)?)
+    };
+    let dt = Tensor::from_vec(dt, (width, width), &Device::Cpu)?
+        .to_dtype(e.dtype())?
+        .to_device(dev)?;
+    let e_ext = Tensor::cat(&[e, &Tensor::zeros(1, e.dtype(), dev)?], 0)?;
+    let padded = e_ext
+        .index_select(&ids(gather)?, 0)?
+        .reshape((rows, width))?;
+    Ok(padded
+        .matmul(&dt)?
+        .flatten_all()?
+        .index_select(&ids(back)?, 0)?)
 }
 
 /// The scalars whose derivatives make up eq. (19) (see the module docs).
