@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Writes one CSV per run (`{setting}_{algo}_k{k}_s{seed}.csv`: epoch, environment steps,
-//! mean episode return) into `--out` and prints the Markdown tables of `docs/stac.md`.
+//! mean episode return, ...) into `--out` and prints the Markdown tables of `docs/stac.md`.
+//! `--optimizer adam`, `--lambda L` (STAC's λ) and `--setting NAME:ALR:CLR` (repeatable;
+//! replaces the three settings) run the same grid with other choices.
 //!
 //! The figure's learning rates are not in the text we have; the settings follow its
 //! description (Sec. 4): (a) and (b) differ in αθ, (b) and (c) in αw, (c) has the small αw.
@@ -26,10 +28,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `(name, αθ, αw)`.
 const SETTINGS: [(&str, f64, f64); 3] = [("a", 1.0, 1e-2), ("b", 0.1, 1e-2), ("c", 0.1, 1e-3)];
+
+/// What the grid varies besides algorithm, k and seed.
+#[derive(Clone)]
+struct Grid {
+    settings: Vec<(String, f64, f64)>,
+    optimizer: OptimizerKind,
+    lambda: f64,
+    epochs: usize,
+    steps: usize,
+    seeds: u64,
+    out: String,
+}
 const KS: [usize; 2] = [1, 80];
 
 struct Run {
-    setting: &'static str,
+    setting: String,
     algo: Algo,
     k: usize,
     returns: Vec<f64>,
@@ -37,24 +51,29 @@ struct Run {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: stac_fig1 [--epochs N] [--steps N] [--seeds N] [--out DIR]");
+    eprintln!(
+        "usage: stac_fig1 [--epochs N] [--steps N] [--seeds N] [--out DIR] \
+         [--optimizer sgd|adam] [--lambda L] [--setting NAME:ALR:CLR]..."
+    );
     std::process::exit(2)
 }
 
-fn runs_for(algo: Algo, epochs: usize, steps: usize, seeds: u64, out: &str) -> Vec<Run> {
+fn runs_for(algo: Algo, g: &Grid) -> Vec<Run> {
     let mut runs = Vec::new();
-    for (setting, alr, clr) in SETTINGS {
+    let (out, epochs) = (&g.out, g.epochs);
+    for (setting, alr, clr) in &g.settings {
         for k in KS {
-            for seed in 0..seeds {
-                let cfg = OnPolicyConfig {
+            for seed in 0..g.seeds {
+                let mut cfg = OnPolicyConfig {
                     algo,
-                    steps_per_epoch: steps,
+                    steps_per_epoch: g.steps,
                     critic_steps: k,
-                    actor_lr: alr,
-                    critic_lr: clr,
-                    optimizer: OptimizerKind::Sgd,
+                    actor_lr: *alr,
+                    critic_lr: *clr,
+                    optimizer: g.optimizer,
                     ..OnPolicyConfig::default()
                 };
+                cfg.stac.lambda = g.lambda;
                 let start = std::time::Instant::now();
                 let records = run_epochs("CartPole-v1", &cfg, seed, epochs).unwrap_or_else(|e| {
                     eprintln!("error: {e}");
@@ -75,7 +94,7 @@ fn runs_for(algo: Algo, epochs: usize, steps: usize, seeds: u64, out: &str) -> V
                     returns
                 );
                 runs.push(Run {
-                    setting,
+                    setting: setting.clone(),
                     algo,
                     k,
                     returns,
@@ -125,32 +144,65 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 fn main() {
-    let (mut epochs, mut steps, mut seeds, mut out) =
-        (30, 4000, 3u64, "docs/stac_fig1".to_string());
+    let mut g = Grid {
+        settings: Vec::new(),
+        optimizer: OptimizerKind::Sgd,
+        lambda: 0.0,
+        epochs: 30,
+        steps: 4000,
+        seeds: 3,
+        out: "docs/stac_fig1".to_string(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
-            "--epochs" => epochs = val().parse().unwrap_or_else(|_| usage()),
-            "--steps" => steps = val().parse().unwrap_or_else(|_| usage()),
-            "--seeds" => seeds = val().parse().unwrap_or_else(|_| usage()),
-            "--out" => out = val(),
+            "--epochs" => g.epochs = val().parse().unwrap_or_else(|_| usage()),
+            "--steps" => g.steps = val().parse().unwrap_or_else(|_| usage()),
+            "--seeds" => g.seeds = val().parse().unwrap_or_else(|_| usage()),
+            "--out" => g.out = val(),
+            "--lambda" => g.lambda = val().parse().unwrap_or_else(|_| usage()),
+            "--optimizer" => {
+                g.optimizer = match val().as_str() {
+                    "sgd" => OptimizerKind::Sgd,
+                    "adam" => OptimizerKind::Adam,
+                    _ => usage(),
+                }
+            }
+            "--setting" => {
+                let v = val();
+                match v.split(':').collect::<Vec<_>>().as_slice() {
+                    [name, a, c] => g.settings.push((
+                        name.to_string(),
+                        a.parse().unwrap_or_else(|_| usage()),
+                        c.parse().unwrap_or_else(|_| usage()),
+                    )),
+                    _ => usage(),
+                }
+            }
             _ => usage(),
         }
     }
-    std::fs::create_dir_all(&out).unwrap_or_else(|e| {
-        eprintln!("cannot create {out}: {e}");
+    if g.settings.is_empty() {
+        g.settings = SETTINGS
+            .iter()
+            .map(|(n, a, c)| (n.to_string(), *a, *c))
+            .collect();
+    }
+    let (epochs, steps, seeds) = (g.epochs, g.steps, g.seeds);
+    std::fs::create_dir_all(&g.out).unwrap_or_else(|e| {
+        eprintln!("cannot create {}: {e}", g.out);
         std::process::exit(1)
     });
-    let o = out.clone();
-    let mut runs = std::thread::spawn(move || runs_for(Algo::Ac, epochs, steps, seeds, &o))
+    let ga = g.clone();
+    let mut runs = std::thread::spawn(move || runs_for(Algo::Ac, &ga))
         .join()
         .expect("AC thread");
-    let o = out.clone();
+    let gs = g.clone();
     runs.extend(
         std::thread::spawn(move || {
             stackrl::autodiff::enable_second_order().expect("second-order gradients");
-            runs_for(Algo::Stac, epochs, steps, seeds, &o)
+            runs_for(Algo::Stac, &gs)
         })
         .join()
         .expect("STAC thread"),
@@ -160,18 +212,20 @@ fn main() {
     // learning curve), (2) the mean return of the last 5 epochs; and the seed-mean curve.
     let last = 5.min(epochs);
     println!(
-        "CartPole-v1, {epochs} epochs x {steps} steps, {seeds} seeds (mean ± std over seeds)\n"
+        "CartPole-v1, {epochs} epochs x {steps} steps, {seeds} seeds, {:?}, STAC λ = {} \
+         (mean ± std over seeds)\n",
+        g.optimizer, g.lambda
     );
     println!(
         "| setting | αθ | αw | k | algo | mean return, all epochs | last {last} epochs | s/run |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (setting, alr, clr) in SETTINGS {
+    for (setting, alr, clr) in &g.settings {
         for k in KS {
             for algo in [Algo::Ac, Algo::Stac] {
                 let sel: Vec<&Run> = runs
                     .iter()
-                    .filter(|r| r.setting == setting && r.k == k && r.algo == algo)
+                    .filter(|r| &r.setting == setting && r.k == k && r.algo == algo)
                     .collect();
                 let auc: Vec<f64> = sel
                     .iter()
@@ -200,12 +254,12 @@ fn main() {
     }
     println!();
     println!("|---|---|---|{}", "---|".repeat(marks.len()));
-    for (setting, _, _) in SETTINGS {
+    for (setting, _, _) in &g.settings {
         for k in KS {
             for algo in [Algo::Ac, Algo::Stac] {
                 let sel: Vec<&Run> = runs
                     .iter()
-                    .filter(|r| r.setting == setting && r.k == k && r.algo == algo)
+                    .filter(|r| &r.setting == setting && r.k == k && r.algo == algo)
                     .collect();
                 print!(
                     "| ({setting}) | {k} | {} |",
