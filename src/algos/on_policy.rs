@@ -12,7 +12,7 @@
 //!    terminated (no bootstrap), truncated by the time limit or cut by the epoch end (both
 //!    bootstrap with `V(s_T)` of the observation after the last step).
 //! 2. [`OnPolicyAgent::update`]: advantages and returns with the current critic, then one actor
-//!    step ([`super::ac`] or [`super::stac`]) and `k` critic steps ([`super::ac::critic_steps`]).
+//!    step ([`super::ac`] or [`super::stac`]) and `k` critic steps (`ac::critic_steps`).
 //!
 //! Reproducibility: all randomness (initialisation, actions, environment reset seeds) comes
 //! from the [`Rng`] passed in, so the same seed gives the same numbers.
