@@ -6,8 +6,9 @@
 //!   dependencies.
 //! * Everything else sits behind the default `trainer` feature: [`nn`] (networks,
 //!   policies, critics, Adam), [`autodiff`] (Hessian-vector products, conjugate
-//!   gradient, the Stackelberg gradient), [`replay`], [`rng`], the tabular [`lab`]
-//!   (exact policy-gradient quantities and the papers' theorems) and the CLI.
+//!   gradient, the Stackelberg gradient), [`algos`] (on-policy AC and STAC), [`replay`],
+//!   [`rng`], the tabular [`lab`] (exact policy-gradient quantities and the papers'
+//!   theorems) and the CLI.
 
 #![warn(missing_docs)]
 
@@ -16,6 +17,8 @@ pub mod envs;
 
 pub use envs::{Env, make, make_with};
 
+#[cfg(feature = "trainer")]
+pub mod algos;
 #[cfg(feature = "trainer")]
 pub mod autodiff;
 #[cfg(feature = "trainer")]
