@@ -6,7 +6,8 @@
 //!   dependencies.
 //! * Everything else sits behind the default `trainer` feature: [`nn`] (networks,
 //!   policies, critics, Adam), [`autodiff`] (Hessian-vector products, conjugate
-//!   gradient, the Stackelberg gradient), [`replay`], [`rng`] and the CLI.
+//!   gradient, the Stackelberg gradient), [`replay`], [`rng`], [`algos`] (SAC, Res-SAC,
+//!   Stack-SAC) and the CLI.
 
 #![warn(missing_docs)]
 
@@ -15,6 +16,8 @@ pub mod envs;
 
 pub use envs::{Env, make, make_with};
 
+#[cfg(feature = "trainer")]
+pub mod algos;
 #[cfg(feature = "trainer")]
 pub mod autodiff;
 #[cfg(feature = "trainer")]
