@@ -7,7 +7,8 @@
 //! * Everything else sits behind the default `trainer` feature: [`nn`] (networks,
 //!   policies, critics, Adam), [`autodiff`] (Hessian-vector products, conjugate
 //!   gradient, the Stackelberg gradient), [`replay`], [`rng`], [`algos`] (SAC, Res-SAC,
-//!   Stack-SAC) and the CLI.
+//!   Stack-SAC), [`train`] (run directories, metrics, checkpoints, the off-policy trainer)
+//!   and the CLI.
 
 #![warn(missing_docs)]
 
@@ -28,3 +29,5 @@ pub mod nn;
 pub mod replay;
 #[cfg(feature = "trainer")]
 pub mod rng;
+#[cfg(feature = "trainer")]
+pub mod train;
