@@ -326,10 +326,12 @@ pub fn frozen_mlp_forward(
     for i in 0..layers {
         let w = vars[2 * i].as_tensor().detach();
         let b = vars[2 * i + 1].as_tensor().detach();
-        h = h.matmul(&w.t()?)?.broadcast_add(&b)?;
-        if i + 1 < layers {
-            h = act.apply(&h)?;
-        }
+        let a = if i + 1 < layers {
+            act
+        } else {
+            Activation::Identity
+        };
+        h = crate::nn::linear(&h, &w, &b, a)?;
     }
     Ok(h)
 }
