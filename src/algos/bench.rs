@@ -46,7 +46,8 @@ pub struct UpdateBenchCase {
 pub struct UpdateBenchResult {
     /// The case.
     pub case: UpdateBenchCase,
-    /// Candle threads the process ran with (`CANDLE_NUM_THREADS`).
+    /// Matrix-product threads the process ran with (`RAYON_NUM_THREADS`, see
+    /// [`crate::train::configure_threads`]).
     pub threads: usize,
     /// Median updates per second over the repetitions.
     pub median: f64,
@@ -109,7 +110,7 @@ pub fn bench_update(case: &UpdateBenchCase) -> Result<UpdateBenchResult, AlgoErr
     let mut sorted = samples.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let median = sorted[sorted.len() / 2];
-    let threads = std::env::var("CANDLE_NUM_THREADS")
+    let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);

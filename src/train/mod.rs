@@ -9,9 +9,10 @@
 //! Candle's CPU backend takes its thread counts from the environment: matrix products run on
 //! rayon with `RAYON_NUM_THREADS` threads (read at every product), element-wise ops of 64 Ki
 //! elements and more on a spin-waiting pool of `CANDLE_NUM_THREADS − 1` workers (read once,
-//! when the pool starts). [`configure_threads`] sets both; the `stackrl` binary calls it with
-//! `--threads` (default 1) before anything else runs. Results are bit-identical for the same
-//! seed and the same thread count.
+//! when the pool starts). [`configure_threads`] gives the matrix products `n` threads and
+//! keeps element-wise ops on the calling thread; the `stackrl` binary calls it with
+//! `--threads` (default 1) before anything else runs. Results are bit-identical for the
+//! same seed and the same thread count.
 
 pub mod checkpoint;
 pub mod episodes;
@@ -106,25 +107,28 @@ pub enum TrainError {
 
 static THREADS: Once = Once::new();
 
-/// Sets the thread counts of Candle's CPU backend (`CANDLE_NUM_THREADS`, `RAYON_NUM_THREADS`)
-/// to `threads`. Call it at program start, before any tensor operation and before other
-/// threads exist (the `stackrl` binary does); only the first call has an effect.
+/// Sets the thread counts of Candle's CPU backend: `RAYON_NUM_THREADS = threads` for matrix
+/// products and `CANDLE_NUM_THREADS = 1`, so element-wise ops run on the calling thread.
+/// Call it at program start, before any tensor operation and before other threads exist
+/// (the `stackrl` binary does); only the first call has an effect.
 ///
-/// Why 1 is the default of `stackrl train`: on this project's 2-core machines a second
-/// element-wise worker spin-waits between the many small ops of an update and costs more
-/// than it gains; see the benchmark table in `docs/sac.md`.
+/// Why element-wise ops stay single-threaded: they are memory-bound and short (a 256 × 256
+/// activation is 256 KiB), and Candle hands every one of 64 Ki elements or more to a pool
+/// whose workers spin and then park between ops. On this project's shared 2-core machine a
+/// 256×256 / batch-256 SAC update ran at 19 updates/s with both counts at 2, 34 with only
+/// the element-wise pool at 2, 100 with only the products at 2 and 114 with both at 1
+/// (`stackrl bench sac`, see `docs/sac.md`). 1 is the default of `stackrl train`.
 pub fn configure_threads(threads: usize) -> Result<(), TrainError> {
     if threads == 0 {
         return Err(TrainError::Config("threads must be at least 1".into()));
     }
     THREADS.call_once(|| {
-        let n = threads.to_string();
         // SAFETY: `std::env::set_var` races only with C code reading the environment in
         // another thread; this is documented to run at program start before other threads
         // exist, and runs at most once (the `Once`).
         unsafe {
-            std::env::set_var("CANDLE_NUM_THREADS", &n);
-            std::env::set_var("RAYON_NUM_THREADS", &n);
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
         }
     });
     Ok(())

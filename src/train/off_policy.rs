@@ -102,8 +102,8 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// A "train" metrics row every this many environment steps.
     pub log_every: u64,
-    /// Candle CPU threads (see [`super::configure_threads`]); results are reproducible for
-    /// the same seed and thread count.
+    /// Threads of Candle's matrix products (see [`super::configure_threads`]); results are
+    /// reproducible for the same seed and thread count.
     pub threads: usize,
 }
 
