@@ -95,6 +95,22 @@ fn same_seed_gives_identical_metrics_and_another_seed_does_not() {
         assert!(r.iter().any(|l| l.contains(event)), "no {event} rows");
     }
     assert!(r.iter().any(|l| l.contains("td_abs_max")));
+    // The two files hold the same rows: keys in column order, equal numbers.
+    let jsonl = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
+    let csv = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
+    assert_eq!(jsonl.lines().count() + 1, csv.lines().count());
+    for (j, c) in jsonl.lines().zip(csv.lines().skip(1)) {
+        assert!(j.starts_with("{\"step\":"), "{j}");
+        let v: Value = serde_json::from_str(j).unwrap();
+        for (name, cell) in COLUMNS.iter().zip(c.split(',')) {
+            match &v[*name] {
+                Value::Null => assert_eq!(cell, "", "{name} in {c}"),
+                Value::String(s) => assert_eq!(cell, s),
+                Value::Number(n) => assert_eq!(cell.parse::<f64>().unwrap(), n.as_f64().unwrap()),
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
     let cfg_c = TrainConfig { seed: 1, ..cfg };
     train(&cfg_c, &options(&c)).unwrap();
     assert_ne!(rows(&a), rows(&c));

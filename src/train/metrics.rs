@@ -227,7 +227,7 @@ impl MetricsWriter {
     /// declared.
     pub fn write(&mut self, row: &Row) -> Result<(), TrainError> {
         let mut cells = vec![String::new(); self.columns.len()];
-        let mut json = serde_json::Map::new();
+        let mut json: Vec<Option<String>> = vec![None; self.columns.len()];
         for (column, value) in &row.entries {
             let i = self
                 .columns
@@ -237,17 +237,17 @@ impl MetricsWriter {
                     TrainError::Config(format!("metrics column `{column}` was not declared"))
                 })?;
             cells[i] = value.csv();
-            json.insert((*column).to_string(), value.json());
+            json[i] = Some(format!(
+                "{}:{}",
+                serde_json::Value::from(*column),
+                value.json()
+            ));
         }
-        // JSON keys in column order, so that rows read the same in both files.
-        let mut ordered = serde_json::Map::new();
-        for c in &self.columns {
-            if let Some(v) = json.remove(*c) {
-                ordered.insert((*c).to_string(), v);
-            }
-        }
+        // Keys in column order (serde_json's map would sort them), so that rows read the
+        // same in both files.
+        let fields: Vec<String> = json.into_iter().flatten().collect();
+        let json_line = format!("{{{}}}\n", fields.join(","));
         let csv_line = format!("{}\n", cells.join(","));
-        let json_line = format!("{}\n", serde_json::Value::Object(ordered));
         self.csv
             .write_all(csv_line.as_bytes())
             .and_then(|_| self.csv.flush())
