@@ -5,7 +5,8 @@
 //! the critic step with its target and Polyak update, the actor step and the temperature
 //! step — the same work as one iteration of CleanRL's `sac_continuous_action.py` update
 //! (and of `scripts/bench_sac_torch.py`). Stack-SAC's round adds the Stackelberg gradient
-//! with a fixed number of CG iterations (`cg_tol = 0`, so all of them run).
+//! with a fixed number of CG iterations (`cg_tol = 0` and Gauss-Newton HVPs, so that all
+//! of them run; see [`bench_update`]).
 //!
 //! The thread count cannot change inside a process (Candle reads it from the environment
 //! when its pool starts), so `stackrl bench sac` runs every thread count in a child process.
@@ -51,6 +52,9 @@ pub struct UpdateBenchResult {
     pub threads: usize,
     /// Median updates per second over the repetitions.
     pub median: f64,
+    /// Stack-SAC: mean CG iterations run per update (all of `cg_iters` unless CG stopped on
+    /// non-positive curvature).
+    pub cg_iters_run: Option<f64>,
     /// Updates per second of every repetition.
     pub samples: Vec<f64>,
 }
@@ -63,11 +67,16 @@ pub fn bench_update(case: &UpdateBenchCase) -> Result<UpdateBenchResult, AlgoErr
         ));
     }
     let mut rng = Rng::seed_from_u64(0);
+    // Stack-SAC with the Gauss-Newton Hessian: on random data the exact semi-gradient
+    // Hessian is indefinite and CG stops early, which would time fewer iterations than
+    // asked. A Gauss-Newton HVP is the same double-backward pass over the same graph, so
+    // it costs what an exact one costs; with `cg_tol = 0` every iteration runs.
     let config = SacConfig {
         hidden: case.hidden.clone(),
         batch_size: case.batch,
         cg_iters: case.cg_iters.max(1),
         cg_tol: 0.0,
+        stack_hessian: super::StackHessian::GaussNewton,
         ..SacConfig::default()
     };
     let low = vec![-1.0; case.act_dim];
@@ -100,10 +109,15 @@ pub fn bench_update(case: &UpdateBenchCase) -> Result<UpdateBenchResult, AlgoErr
         super::update(&mut agent, &replay, &mut rng)?;
     }
     let mut samples = Vec::with_capacity(case.repeats);
+    let (mut cg_sum, mut cg_n) = (0.0, 0usize);
     for _ in 0..case.repeats {
         let t = Instant::now();
         for _ in 0..case.iters {
-            super::update(&mut agent, &replay, &mut rng)?;
+            let s = super::update(&mut agent, &replay, &mut rng)?;
+            if let Some(c) = s.cg_iters {
+                cg_sum += c;
+                cg_n += 1;
+            }
         }
         samples.push(case.iters as f64 / t.elapsed().as_secs_f64());
     }
@@ -118,6 +132,7 @@ pub fn bench_update(case: &UpdateBenchCase) -> Result<UpdateBenchResult, AlgoErr
         case: case.clone(),
         threads,
         median,
+        cg_iters_run: (cg_n > 0).then(|| cg_sum / cg_n as f64),
         samples,
     })
 }

@@ -148,7 +148,7 @@ pub struct TrainArgs {
     /// config.json (only --threads and --progress may be given besides).
     #[arg(long, conflicts_with_all = ["config", "run_dir"])]
     pub resume: Option<PathBuf>,
-    /// Run directory to create, instead of <runs-root>/<env>__<algo>__<seed>__<unix time>.
+    /// Run directory to create, instead of RUNS_ROOT/ENV__ALGO__SEED__UNIXTIME.
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Parent directory of automatically named runs.
@@ -466,81 +466,80 @@ pub(super) fn bench_sac_command(a: &BenchSacArgs) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let mut results: Vec<UpdateBenchResult> = Vec::new();
     let mut torch: Vec<(usize, Vec<usize>, usize, f64)> = Vec::new();
+    // One process per (thread count, case): the thread count is fixed per process, and a
+    // fresh process keeps one case's allocations from slowing the next. PyTorch runs right
+    // after the matching SAC case, so both see the same machine load.
     for &t in &a.threads {
-        let mut args: Vec<String> = vec![
-            "bench".into(),
-            "sac".into(),
-            "--worker".into(),
-            format!("--threads={t}"),
-            format!("--algos={}", a.algos.join(",")),
-            format!("--sizes={}", a.sizes.join(",")),
-            format!("--obs-dim={}", a.obs_dim),
-            format!("--act-dim={}", a.act_dim),
-            format!("--cg-iters={}", a.cg_iters),
-            format!("--warmup={}", a.warmup),
-            format!("--iters={}", a.iters),
-            format!("--repeats={}", a.repeats),
-        ];
-        args.shrink_to_fit();
-        eprintln!("running {} thread(s) ...", t);
-        let out = Process::new(&exe)
-            .args(&args)
-            .output()
-            .map_err(|e| format!("cannot run the worker: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "worker with {t} thread(s) failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let r: UpdateBenchResult = serde_json::from_str(line)
-                .map_err(|e| format!("bad worker output {line:?}: {e}"))?;
-            results.push(r);
-        }
-        if let Some(py) = &a.torch_python {
-            for size in &a.sizes {
-                let (hidden, batch) = parse_size(size)?;
-                let out = Process::new(py)
-                    .args([
-                        "scripts/bench_sac_torch.py".to_string(),
-                        format!("--threads={t}"),
-                        format!(
-                            "--hidden={}",
-                            hidden
-                                .iter()
-                                .map(|h| h.to_string())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        ),
-                        format!("--batch={batch}"),
-                        format!("--obs-dim={}", a.obs_dim),
-                        format!("--act-dim={}", a.act_dim),
-                        format!("--warmup={}", a.warmup),
-                        format!("--iters={}", a.iters),
-                        format!("--repeats={}", a.repeats),
-                    ])
-                    .output()
-                    .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "bench_sac_torch.py failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    ));
-                }
-                let v: Value = serde_json::from_slice(&out.stdout)
-                    .map_err(|e| format!("bad bench_sac_torch.py output: {e}"))?;
-                let m = v["median"]
-                    .as_f64()
-                    .ok_or("bench_sac_torch.py printed no median")?;
-                torch.push((t, hidden, batch, m));
+        for case in &cases {
+            let hidden: Vec<String> = case.hidden.iter().map(|h| h.to_string()).collect();
+            let size = format!("{}/{}", hidden.join("x"), case.batch);
+            eprintln!("{} {size}, {t} thread(s) ...", case.algo);
+            let out = Process::new(&exe)
+                .args([
+                    "bench".to_string(),
+                    "sac".into(),
+                    "--worker".into(),
+                    format!("--threads={t}"),
+                    format!("--algos={}", case.algo),
+                    format!("--sizes={size}"),
+                    format!("--obs-dim={}", a.obs_dim),
+                    format!("--act-dim={}", a.act_dim),
+                    format!("--cg-iters={}", a.cg_iters),
+                    format!("--warmup={}", a.warmup),
+                    format!("--iters={}", a.iters),
+                    format!("--repeats={}", a.repeats),
+                ])
+                .output()
+                .map_err(|e| format!("cannot run the worker: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "worker ({} {size}, {t} threads) failed: {}",
+                    case.algo,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
             }
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                results.push(
+                    serde_json::from_str(line)
+                        .map_err(|e| format!("bad worker output {line:?}: {e}"))?,
+                );
+            }
+            let Some(py) = a.torch_python.as_ref().filter(|_| case.algo == Algo::Sac) else {
+                continue;
+            };
+            let out = Process::new(py)
+                .args([
+                    "scripts/bench_sac_torch.py".to_string(),
+                    format!("--threads={t}"),
+                    format!("--hidden={}", hidden.join(",")),
+                    format!("--batch={}", case.batch),
+                    format!("--obs-dim={}", a.obs_dim),
+                    format!("--act-dim={}", a.act_dim),
+                    format!("--warmup={}", a.warmup),
+                    format!("--iters={}", a.iters),
+                    format!("--repeats={}", a.repeats),
+                ])
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "bench_sac_torch.py failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let v: Value = serde_json::from_slice(&out.stdout)
+                .map_err(|e| format!("bad bench_sac_torch.py output: {e}"))?;
+            let m = v["median"]
+                .as_f64()
+                .ok_or("bench_sac_torch.py printed no median")?;
+            torch.push((t, case.hidden.clone(), case.batch, m));
         }
     }
     println!(
-        "| algorithm | hidden | batch | threads | stackrl updates/s (median) | PyTorch updates/s | vs SAC |"
+        "| algorithm | hidden | batch | threads | stackrl updates/s (median) | PyTorch \
+         updates/s (median) | stackrl / PyTorch | cost vs SAC |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &results {
         let sac = results
             .iter()
@@ -559,26 +558,24 @@ pub(super) fn bench_sac_command(a: &BenchSacArgs) -> Result<(), String> {
                     && *h == r.case.hidden
                     && *b == r.case.batch
             })
-            .map(|x| format!("{:.1}", x.3))
-            .unwrap_or_else(|| "–".into());
-        let rel = match sac {
-            Some(s) if r.case.algo != Algo::Sac => format!("{:.2}× slower", s / r.median),
-            _ => "–".into(),
+            .map(|x| x.3);
+        let cost = match sac {
+            Some(s) => format!("{:.2}×", s / r.median),
+            None => "–".into(),
         };
+        let name = match r.cg_iters_run {
+            Some(c) => format!("{} ({c:.0} CG its)", r.case.algo),
+            None => r.case.algo.to_string(),
+        };
+        let hidden: Vec<String> = r.case.hidden.iter().map(|h| h.to_string()).collect();
         println!(
-            "| {} | {} | {} | {} | {:.1} | {} | {} |",
-            r.case.algo,
-            r.case
-                .hidden
-                .iter()
-                .map(|h| h.to_string())
-                .collect::<Vec<_>>()
-                .join("×"),
+            "| {name} | {} | {} | {} | {:.1} | {} | {} | {cost} |",
+            hidden.join("×"),
             r.case.batch,
             r.threads,
             r.median,
-            torch_m,
-            rel
+            torch_m.map_or("–".into(), |m| format!("{m:.1}")),
+            torch_m.map_or("–".into(), |m| format!("{:.2}×", r.median / m)),
         );
     }
     Ok(())
