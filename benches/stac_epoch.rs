@@ -24,7 +24,7 @@
 
 use std::time::Instant;
 
-use stackrl::algos::{Algo, EpochData, OnPolicyAgent, OnPolicyConfig, StacConfig, stac};
+use stackrl::algos::{EpochData, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig, StacConfig, stac};
 use stackrl::autodiff::{self, CgOptions, GradGraph, conjugate_gradient};
 use stackrl::envs;
 use stackrl::rng::Rng;
@@ -69,7 +69,7 @@ fn medians(v: Vec<(f64, f64)>) -> (f64, f64) {
     )
 }
 
-fn config(algo: Algo, k: usize, steps: usize) -> OnPolicyConfig {
+fn config(algo: OnPolicyAlgo, k: usize, steps: usize) -> OnPolicyConfig {
     OnPolicyConfig {
         algo,
         steps_per_epoch: steps,
@@ -94,7 +94,7 @@ fn agent(cfg: OnPolicyConfig, env_id: &str) -> (OnPolicyAgent, Box<dyn envs::Env
 
 /// Collection times and one epoch of data.
 fn time_collect(env_id: &str, steps: usize, repeats: usize) -> ((f64, f64), EpochData) {
-    let (mut a, mut env, mut rng) = agent(config(Algo::Ac, 1, steps), env_id);
+    let (mut a, mut env, mut rng) = agent(config(OnPolicyAlgo::Ac, 1, steps), env_id);
     let data = a.collect_epoch(env.as_mut(), &mut rng).expect("collect");
     let t = (0..repeats)
         .map(|_| {
@@ -108,7 +108,7 @@ fn time_collect(env_id: &str, steps: usize, repeats: usize) -> ((f64, f64), Epoc
 
 /// Update times on `data` (after one warm-up update) and the last update's CG report.
 fn time_update(
-    algo: Algo,
+    algo: OnPolicyAlgo,
     k: usize,
     env_id: &str,
     data: &EpochData,
@@ -130,7 +130,7 @@ fn time_update(
 
 /// The CG solve alone (Hessian graph + 10 HVPs) on `data`.
 fn time_cg(env_id: &str, data: &EpochData, repeats: usize) -> (f64, f64) {
-    let (a, _, _) = agent(config(Algo::Stac, 1, data.len()), env_id);
+    let (a, _, _) = agent(config(OnPolicyAlgo::Stac, 1, data.len()), env_id);
     let batch = a.prepare(data).expect("prepare");
     let cfg = a.config();
     let options = CgOptions {
@@ -194,7 +194,7 @@ fn main() {
         let (collect, data) = time_collect(&env2, steps, repeats);
         let ac: Vec<_> = KS
             .iter()
-            .map(|&k| time_update(Algo::Ac, k, &env2, &data, repeats).0)
+            .map(|&k| time_update(OnPolicyAlgo::Ac, k, &env2, &data, repeats).0)
             .collect();
         (collect, data, ac)
     })
@@ -206,10 +206,10 @@ fn main() {
         autodiff::enable_second_order().expect("second order");
         let (mut st, mut ac_on, mut info) = (Vec::new(), Vec::new(), String::new());
         for &k in &KS {
-            let (t, i) = time_update(Algo::Stac, k, &env3, &data3, repeats);
+            let (t, i) = time_update(OnPolicyAlgo::Stac, k, &env3, &data3, repeats);
             st.push(t);
             info = i;
-            ac_on.push(time_update(Algo::Ac, k, &env3, &data3, repeats).0);
+            ac_on.push(time_update(OnPolicyAlgo::Ac, k, &env3, &data3, repeats).0);
         }
         (st, ac_on, time_cg(&env3, &data3, repeats), info)
     })

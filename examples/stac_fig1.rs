@@ -21,7 +21,7 @@
 
 use std::io::Write;
 
-use stackrl::algos::{Algo, EpochRecord, OnPolicyConfig, OptimizerKind, run_epochs};
+use stackrl::algos::{EpochRecord, OnPolicyAlgo, OnPolicyConfig, OptimizerKind, run_epochs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,7 +44,7 @@ const KS: [usize; 2] = [1, 80];
 
 struct Run {
     setting: String,
-    algo: Algo,
+    algo: OnPolicyAlgo,
     k: usize,
     returns: Vec<f64>,
     seconds: f64,
@@ -58,7 +58,7 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-fn runs_for(algo: Algo, g: &Grid) -> Vec<Run> {
+fn runs_for(algo: OnPolicyAlgo, g: &Grid) -> Vec<Run> {
     let mut runs = Vec::new();
     let (out, epochs) = (&g.out, g.epochs);
     for (setting, alr, clr) in &g.settings {
@@ -82,7 +82,11 @@ fn runs_for(algo: Algo, g: &Grid) -> Vec<Run> {
                 let seconds = start.elapsed().as_secs_f64();
                 let name = format!(
                     "{out}/{setting}_{}_k{k}_s{seed}.csv",
-                    if algo == Algo::Ac { "ac" } else { "stac" }
+                    if algo == OnPolicyAlgo::Ac {
+                        "ac"
+                    } else {
+                        "stac"
+                    }
                 );
                 write_csv(&name, &records);
                 let returns: Vec<f64> = records
@@ -195,14 +199,14 @@ fn main() {
         std::process::exit(1)
     });
     let ga = g.clone();
-    let mut runs = std::thread::spawn(move || runs_for(Algo::Ac, &ga))
+    let mut runs = std::thread::spawn(move || runs_for(OnPolicyAlgo::Ac, &ga))
         .join()
         .expect("AC thread");
     let gs = g.clone();
     runs.extend(
         std::thread::spawn(move || {
             stackrl::autodiff::enable_second_order().expect("second-order gradients");
-            runs_for(Algo::Stac, &gs)
+            runs_for(OnPolicyAlgo::Stac, &gs)
         })
         .join()
         .expect("STAC thread"),
@@ -222,7 +226,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for (setting, alr, clr) in &g.settings {
         for k in KS {
-            for algo in [Algo::Ac, Algo::Stac] {
+            for algo in [OnPolicyAlgo::Ac, OnPolicyAlgo::Stac] {
                 let sel: Vec<&Run> = runs
                     .iter()
                     .filter(|r| &r.setting == setting && r.k == k && r.algo == algo)
@@ -239,7 +243,11 @@ fn main() {
                 let ((am, asd), (fm, fsd)) = (mean_std(&auc), mean_std(&fin));
                 println!(
                     "| ({setting}) | {alr} | {clr} | {k} | {} | {am:.1} ± {asd:.1} | {fm:.1} ± {fsd:.1} | {secs:.0} |",
-                    if algo == Algo::Ac { "AC" } else { "STAC" }
+                    if algo == OnPolicyAlgo::Ac {
+                        "AC"
+                    } else {
+                        "STAC"
+                    }
                 );
             }
         }
@@ -256,14 +264,18 @@ fn main() {
     println!("|---|---|---|{}", "---|".repeat(marks.len()));
     for (setting, _, _) in &g.settings {
         for k in KS {
-            for algo in [Algo::Ac, Algo::Stac] {
+            for algo in [OnPolicyAlgo::Ac, OnPolicyAlgo::Stac] {
                 let sel: Vec<&Run> = runs
                     .iter()
                     .filter(|r| &r.setting == setting && r.k == k && r.algo == algo)
                     .collect();
                 print!(
                     "| ({setting}) | {k} | {} |",
-                    if algo == Algo::Ac { "AC" } else { "STAC" }
+                    if algo == OnPolicyAlgo::Ac {
+                        "AC"
+                    } else {
+                        "STAC"
+                    }
                 );
                 for &e in &marks {
                     let v: Vec<f64> = sel.iter().map(|r| r.returns[e]).collect();

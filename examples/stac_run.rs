@@ -8,7 +8,7 @@
 //!
 //! Until `stackrl train --algo ac|stac` exists, this is the command-line entry point.
 
-use stackrl::algos::{Algo, OnPolicyConfig, OptimizerKind, Precision, run_epochs};
+use stackrl::algos::{OnPolicyAlgo, OnPolicyConfig, OptimizerKind, Precision, run_epochs};
 
 // As the `stackrl` binary: glibc's allocator returns and re-maps the large temporaries of
 // every backward pass (page faults dominate otherwise).
@@ -35,8 +35,8 @@ fn main() {
         match a.as_str() {
             "--algo" => {
                 config.algo = match val().as_str() {
-                    "ac" => Algo::Ac,
-                    "stac" => Algo::Stac,
+                    "ac" => OnPolicyAlgo::Ac,
+                    "stac" => OnPolicyAlgo::Stac,
                     _ => usage(),
                 }
             }

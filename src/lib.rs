@@ -6,9 +6,10 @@
 //!   dependencies.
 //! * Everything else sits behind the default `trainer` feature: [`nn`] (networks,
 //!   policies, critics, Adam), [`autodiff`] (Hessian-vector products, conjugate
-//!   gradient, the Stackelberg gradient), [`algos`] (on-policy AC and STAC), [`replay`],
-//!   [`rng`], the tabular [`lab`] (exact policy-gradient quantities and the papers'
-//!   theorems) and the CLI.
+//!   gradient, the Stackelberg gradient), [`algos`] (on-policy AC and STAC; SAC, Res-SAC,
+//!   Stack-SAC), [`train`] (run directories, metrics, checkpoints, the off-policy trainer),
+//!   [`replay`], [`rng`], the tabular [`lab`] (exact policy-gradient quantities and the
+//!   papers' theorems) and the CLI.
 
 #![warn(missing_docs)]
 
@@ -31,3 +32,5 @@ pub mod nn;
 pub mod replay;
 #[cfg(feature = "trainer")]
 pub mod rng;
+#[cfg(feature = "trainer")]
+pub mod train;

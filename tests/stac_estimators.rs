@@ -16,8 +16,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use stackrl::algos::on_policy::{discounted_returns, gae_advantages};
 use stackrl::algos::{
-    Algo, CriticHessian, EpochData, OnPolicyAgent, OnPolicyConfig, Precision, Segment, SegmentEnd,
-    ac, stac,
+    CriticHessian, EpochData, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig, Precision, Segment,
+    SegmentEnd, ac, stac,
 };
 use stackrl::autodiff::{self, GradGraph, flatten};
 use stackrl::envs::{self, Space};
@@ -97,7 +97,7 @@ fn fd<F: Fn() -> Vec<f64>>(moved: &[Var], dir: &[f64], h: f64, f: F) -> Vec<f64>
 /// steps (several episodes, the last one cut by the epoch end).
 fn cartpole_agent(steps: usize, hidden: &[usize], seed: u64) -> (OnPolicyAgent, EpochData) {
     let config = OnPolicyConfig {
-        algo: Algo::Stac,
+        algo: OnPolicyAlgo::Stac,
         steps_per_epoch: steps,
         precision: Precision::F64,
         hidden: hidden.to_vec(),
@@ -509,7 +509,7 @@ fn proposition_1_estimator_is_unbiased_on_a_finite_mdp() {
     let mut rng = Rng::seed_from_u64(21);
     let mdp = Mdp::new(&mut rng);
     let config = OnPolicyConfig {
-        algo: Algo::Stac,
+        algo: OnPolicyAlgo::Stac,
         steps_per_epoch: T,
         gamma: GAMMA,
         gae_lambda: 1.0, // Monte-Carlo advantages: the estimator is then unbiased

@@ -10,7 +10,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use nalgebra::{DMatrix, DVector};
 use stackrl::algos::{
-    Algo, CriticHessian, OnPolicyAgent, OnPolicyConfig, Precision, StacConfig, ac, stac,
+    CriticHessian, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig, Precision, StacConfig, ac, stac,
 };
 use stackrl::autodiff::{self, CgStop, flatten};
 use stackrl::envs;
@@ -59,7 +59,7 @@ fn rel_err(a: &[f64], b: &[f64]) -> f64 {
 
 fn config(lambda: f64, hidden: &[usize], steps: usize) -> OnPolicyConfig {
     OnPolicyConfig {
-        algo: Algo::Stac,
+        algo: OnPolicyAlgo::Stac,
         steps_per_epoch: steps,
         precision: Precision::F64,
         hidden: hidden.to_vec(),
@@ -101,7 +101,7 @@ fn large_lambda_gives_the_ac_step() {
     autodiff::enable_second_order().unwrap();
     let steps = 200;
     let mut ac_cfg = config(0.0, &[64, 64], steps);
-    ac_cfg.algo = Algo::Ac;
+    ac_cfg.algo = OnPolicyAlgo::Ac;
     let (mut a_ac, mut env_ac, mut rng_ac) = agent(ac_cfg, 7);
     let (a_st0, mut env_st0, mut rng_st0) = agent(config(1e10, &[64, 64], steps), 7);
     let (a_mid, _, _) = agent(config(1.0, &[64, 64], steps), 7);

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 use stackrl::algos::{
-    Algo, AlgoError, EpochData, OnPolicyAgent, OnPolicyConfig, OptimizerKind, SegmentEnd,
-    StacConfig, run_epochs,
+    EpochData, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig, OnPolicyError, OptimizerKind,
+    SegmentEnd, StacConfig, run_epochs,
 };
 use stackrl::autodiff;
 use stackrl::envs::{self, Env, Space};
@@ -17,7 +17,7 @@ use stackrl::rng::Rng;
 /// A budget that learns CartPole within 10 epochs of 1000 steps on every seed we tried
 /// (AC and STAC, seeds 0-5: mean return of epochs 8-10 between 83 and 280; a uniformly
 /// random policy averages about 22).
-fn quick_config(algo: Algo) -> OnPolicyConfig {
+fn quick_config(algo: OnPolicyAlgo) -> OnPolicyConfig {
     OnPolicyConfig {
         algo,
         steps_per_epoch: 1000,
@@ -36,7 +36,7 @@ fn returns(records: &[stackrl::algos::EpochRecord]) -> Vec<f64> {
         .collect()
 }
 
-fn check_learns(algo: Algo, seed: u64) {
+fn check_learns(algo: OnPolicyAlgo, seed: u64) {
     let records = run_epochs("CartPole-v1", &quick_config(algo), seed, 10).unwrap();
     let r = returns(&records);
     let late = (r[7] + r[8] + r[9]) / 3.0;
@@ -47,7 +47,7 @@ fn check_learns(algo: Algo, seed: u64) {
     for rec in &records {
         let s = &rec.stats;
         assert!(s.critic_loss.is_finite() && s.total_grad_norm.is_finite());
-        if algo == Algo::Stac {
+        if algo == OnPolicyAlgo::Stac {
             assert_eq!(s.lambda, Some(0.0));
             assert!(s.cg_iterations >= 1);
             eprintln!(
@@ -59,7 +59,7 @@ fn check_learns(algo: Algo, seed: u64) {
             with_implicit += usize::from(s.implicit_grad_norm > 0.0);
         }
     }
-    if algo == Algo::Stac {
+    if algo == OnPolicyAlgo::Stac {
         assert!(
             with_implicit >= 5,
             "{with_implicit} of 10 epochs had an implicit term"
@@ -69,21 +69,21 @@ fn check_learns(algo: Algo, seed: u64) {
 
 #[test]
 fn ac_learns_cartpole() {
-    check_learns(Algo::Ac, 0);
-    check_learns(Algo::Ac, 1);
+    check_learns(OnPolicyAlgo::Ac, 0);
+    check_learns(OnPolicyAlgo::Ac, 1);
 }
 
 #[test]
 fn stac_learns_cartpole() {
-    check_learns(Algo::Stac, 0);
-    check_learns(Algo::Stac, 1);
+    check_learns(OnPolicyAlgo::Stac, 0);
+    check_learns(OnPolicyAlgo::Stac, 1);
 }
 
 /// STAC with every piece of state exercised: Adam moments, a decaying λ (epoch counter) and
 /// the CG warm start.
 fn stateful_config() -> OnPolicyConfig {
     OnPolicyConfig {
-        algo: Algo::Stac,
+        algo: OnPolicyAlgo::Stac,
         steps_per_epoch: 300,
         critic_steps: 5,
         optimizer: OptimizerKind::Adam,
@@ -199,7 +199,7 @@ fn resume_from_saved_state_is_exact() {
 fn continuous_actions_gaussian_policy() {
     autodiff::enable_second_order().unwrap();
     let cfg = OnPolicyConfig {
-        algo: Algo::Stac,
+        algo: OnPolicyAlgo::Stac,
         steps_per_epoch: 200,
         critic_steps: 3,
         init_log_std: Some(-1.0),
@@ -254,7 +254,7 @@ fn bad_inputs_are_clear_errors() {
     };
     for l in [-1.0, f64::NAN, f64::INFINITY] {
         let e = build(with_lambda(l)).unwrap_err();
-        assert!(matches!(e, AlgoError::InvalidLambda(_)), "{e}");
+        assert!(matches!(e, OnPolicyError::InvalidLambda(_)), "{e}");
         assert!(e.to_string().contains("lambda"), "{e}");
     }
     let e = build(OnPolicyConfig {
@@ -262,7 +262,7 @@ fn bad_inputs_are_clear_errors() {
         ..base()
     })
     .unwrap_err();
-    assert!(matches!(e, AlgoError::ZeroCriticSteps), "{e}");
+    assert!(matches!(e, OnPolicyError::ZeroCriticSteps), "{e}");
     let e = build(OnPolicyConfig {
         init_log_std: Some(-0.5),
         ..base()
@@ -271,7 +271,7 @@ fn bad_inputs_are_clear_errors() {
     assert!(
         matches!(
             e,
-            AlgoError::ContinuousOnlyOption {
+            OnPolicyError::ContinuousOnlyOption {
                 option: "init_log_std",
                 ..
             }
@@ -329,15 +329,15 @@ fn bad_inputs_are_clear_errors() {
     ];
     for cfg in invalid {
         let e = build(cfg.clone()).unwrap_err();
-        assert!(matches!(e, AlgoError::InvalidConfig(_)), "{cfg:?}: {e}");
+        assert!(matches!(e, OnPolicyError::InvalidConfig(_)), "{cfg:?}: {e}");
     }
     // Unsupported spaces.
     let e = OnPolicyAgent::new(base(), &Space::Discrete(3), act, &mut Rng::seed_from_u64(0))
         .unwrap_err();
-    assert!(matches!(e, AlgoError::UnsupportedSpace(_)), "{e}");
+    assert!(matches!(e, OnPolicyError::UnsupportedSpace(_)), "{e}");
     // Unknown environment.
     let e = run_epochs("NoSuchEnv-v0", &base(), 0, 1).unwrap_err();
-    assert!(matches!(e, AlgoError::Env(_)), "{e}");
+    assert!(matches!(e, OnPolicyError::Env(_)), "{e}");
 
     // An agent for CartPole on another environment, and malformed epoch data.
     let cfg = OnPolicyConfig {
@@ -350,7 +350,7 @@ fn bad_inputs_are_clear_errors() {
     let e = agent
         .collect_epoch(pendulum.as_mut(), &mut rng)
         .unwrap_err();
-    assert!(matches!(e, AlgoError::Mismatch(_)), "{e}");
+    assert!(matches!(e, OnPolicyError::Mismatch(_)), "{e}");
     let mut env = envs::make("CartPole-v1").unwrap();
     let good = agent.collect_epoch(env.as_mut(), &mut rng).unwrap();
     type Breakage = Box<dyn Fn(&mut EpochData)>;
@@ -397,7 +397,7 @@ fn bad_inputs_are_clear_errors() {
         let mut d = good.clone();
         f(&mut d);
         let e = agent.update(&d).unwrap_err();
-        assert!(matches!(e, AlgoError::Mismatch(_)), "{what}: {e}");
+        assert!(matches!(e, OnPolicyError::Mismatch(_)), "{what}: {e}");
     }
     assert_eq!(agent.epochs_done(), 0, "failed updates change nothing");
     agent.update(&good).unwrap();
@@ -408,7 +408,7 @@ fn bad_inputs_are_clear_errors() {
     missing.remove("critic.0");
     assert!(matches!(
         agent.load_state_tensors(&missing).unwrap_err(),
-        AlgoError::Mismatch(_)
+        OnPolicyError::Mismatch(_)
     ));
     let mut misshapen = state.clone();
     misshapen.insert(
@@ -417,7 +417,7 @@ fn bad_inputs_are_clear_errors() {
     );
     assert!(matches!(
         agent.load_state_tensors(&misshapen).unwrap_err(),
-        AlgoError::Mismatch(_)
+        OnPolicyError::Mismatch(_)
     ));
     // A failed load leaves the agent as it was.
     assert!(tensors_equal(&agent.state_tensors().unwrap(), &state));

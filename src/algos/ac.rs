@@ -12,7 +12,7 @@
 
 use candle_core::{DType, Tensor};
 
-use super::Result;
+use super::on_policy::Result;
 use super::on_policy::{Batch, OnPolicyAgent, Policy};
 use crate::autodiff::{self, CgStop};
 use crate::nn::VCritic;

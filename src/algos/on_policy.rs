@@ -24,8 +24,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::{AlgoError, Result};
 use crate::autodiff::CgStop;
+use crate::envs::EnvError;
 use crate::envs::{self, Env, Space};
 use crate::nn::{
     Activation, Adam, AdamConfig, CategoricalPolicy, DiagGaussianPolicy, MlpConfig, VCritic,
@@ -34,7 +34,7 @@ use crate::rng::Rng;
 
 /// The actor update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Algo {
+pub enum OnPolicyAlgo {
     /// Plain actor-critic: the actor follows `∂J/∂θ` (eq. (9)).
     Ac,
     /// Stackelberg actor-critic: the actor follows `dJ/dθ` (eq. (19), (25)).
@@ -136,28 +136,28 @@ impl StacConfig {
     fn validate(&self) -> Result<()> {
         for l in [self.lambda, self.lambda_min] {
             if !(l.is_finite() && l >= 0.0) {
-                return Err(AlgoError::InvalidLambda(l));
+                return Err(OnPolicyError::InvalidLambda(l));
             }
         }
         if self.lambda_min > self.lambda {
-            return Err(AlgoError::InvalidConfig(format!(
+            return Err(OnPolicyError::InvalidConfig(format!(
                 "lambda_min ({}) exceeds lambda ({})",
                 self.lambda_min, self.lambda
             )));
         }
         if !(self.lambda_decay > 0.0 && self.lambda_decay <= 1.0) {
-            return Err(AlgoError::InvalidConfig(format!(
+            return Err(OnPolicyError::InvalidConfig(format!(
                 "lambda_decay must be in (0, 1], got {}",
                 self.lambda_decay
             )));
         }
         if self.cg_iters == 0 {
-            return Err(AlgoError::InvalidConfig(
+            return Err(OnPolicyError::InvalidConfig(
                 "cg_iters must be at least 1".into(),
             ));
         }
         if !(self.cg_rel_tol.is_finite() && self.cg_rel_tol >= 0.0) {
-            return Err(AlgoError::InvalidConfig(format!(
+            return Err(OnPolicyError::InvalidConfig(format!(
                 "cg_rel_tol must be finite and >= 0, got {}",
                 self.cg_rel_tol
             )));
@@ -173,7 +173,7 @@ impl StacConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OnPolicyConfig {
     /// AC or STAC.
-    pub algo: Algo,
+    pub algo: OnPolicyAlgo,
     /// Environment steps per epoch.
     pub steps_per_epoch: usize,
     /// Discount γ.
@@ -206,7 +206,7 @@ pub struct OnPolicyConfig {
 impl Default for OnPolicyConfig {
     fn default() -> Self {
         Self {
-            algo: Algo::Ac,
+            algo: OnPolicyAlgo::Ac,
             steps_per_epoch: 4000,
             gamma: 0.99,
             gae_lambda: 0.97,
@@ -230,10 +230,10 @@ pub const DEFAULT_INIT_LOG_STD: f64 = -0.5;
 impl OnPolicyConfig {
     /// Checks every field, and the continuous-only options against `action_space`.
     pub fn validate(&self, action_space: &Space) -> Result<()> {
-        let bad = |m: String| Err(AlgoError::InvalidConfig(m));
+        let bad = |m: String| Err(OnPolicyError::InvalidConfig(m));
         self.stac.validate()?;
         if self.critic_steps == 0 {
-            return Err(AlgoError::ZeroCriticSteps);
+            return Err(OnPolicyError::ZeroCriticSteps);
         }
         if self.steps_per_epoch == 0 {
             return bad("steps_per_epoch must be at least 1".into());
@@ -260,7 +260,7 @@ impl OnPolicyConfig {
         }
         if let Some(s) = self.init_log_std {
             if action_space.is_discrete() {
-                return Err(AlgoError::ContinuousOnlyOption {
+                return Err(OnPolicyError::ContinuousOnlyOption {
                     option: "init_log_std",
                     space: action_space.to_string(),
                 });
@@ -348,7 +348,7 @@ impl EpochData {
     /// Errors unless the arrays and segments are consistent and finite.
     pub fn validate(&self) -> Result<()> {
         let n = self.len();
-        let bad = |m: String| Err(AlgoError::Mismatch(format!("epoch data: {m}")));
+        let bad = |m: String| Err(OnPolicyError::Mismatch(format!("epoch data: {m}")));
         if n == 0 {
             return bad("no steps".into());
         }
@@ -454,7 +454,7 @@ impl Policy {
             (Policy::Categorical(p), ActionBatch::Discrete(a)) => p.log_prob(obs, a)?,
             (Policy::Gaussian(p), ActionBatch::Continuous(a)) => p.log_prob(obs, a)?,
             _ => {
-                return Err(AlgoError::Mismatch(
+                return Err(OnPolicyError::Mismatch(
                     "action batch does not match the policy type".into(),
                 ));
             }
@@ -520,7 +520,7 @@ pub struct EpochStats {
     /// Updates done so far, this one included.
     pub epoch: u64,
     /// AC or STAC.
-    pub algo: Algo,
+    pub algo: OnPolicyAlgo,
     /// Environment steps in the epoch.
     pub env_steps: usize,
     /// Episodes that ended in the epoch.
@@ -608,7 +608,7 @@ impl Optimizer {
         match self {
             Optimizer::Sgd { vars, lr } => {
                 if grads.len() != vars.len() {
-                    return Err(AlgoError::Mismatch(format!(
+                    return Err(OnPolicyError::Mismatch(format!(
                         "{} gradients for {} variables",
                         grads.len(),
                         vars.len()
@@ -770,7 +770,7 @@ impl OnPolicyAgent {
         let obs_dim = match obs_space {
             Space::Box { low, .. } if !low.is_empty() => low.len(),
             other => {
-                return Err(AlgoError::UnsupportedSpace(format!(
+                return Err(OnPolicyError::UnsupportedSpace(format!(
                     "observations must be a non-empty Box, got {other}"
                 )));
             }
@@ -793,7 +793,7 @@ impl OnPolicyAgent {
                 )?)
             }
             other => {
-                return Err(AlgoError::UnsupportedSpace(format!(
+                return Err(OnPolicyError::UnsupportedSpace(format!(
                     "actions must be Discrete(n >= 1) or a non-empty Box, got {other}"
                 )));
             }
@@ -861,7 +861,7 @@ impl OnPolicyAgent {
     fn check_env(&self, env: &dyn Env) -> Result<()> {
         if env.observation_space().dim() != self.obs_dim || env.action_space() != &self.action_space
         {
-            return Err(AlgoError::Mismatch(format!(
+            return Err(OnPolicyError::Mismatch(format!(
                 "environment {} has spaces {} / {}, the agent was built for observations of \
                  width {} and actions {}",
                 env.id(),
@@ -964,7 +964,7 @@ impl OnPolicyAgent {
     pub fn prepare(&self, data: &EpochData) -> Result<Batch> {
         data.validate()?;
         if data.obs_dim != self.obs_dim || data.act_len != self.action_space.action_len() {
-            return Err(AlgoError::Mismatch(format!(
+            return Err(OnPolicyError::Mismatch(format!(
                 "epoch data of widths {} / {}, agent {} / {}",
                 data.obs_dim,
                 data.act_len,
@@ -1001,7 +1001,7 @@ impl OnPolicyAgent {
                 let mut a = Vec::with_capacity(n);
                 for &x in &data.actions {
                     if x.fract() != 0.0 || x < 0.0 || x >= *k as f64 {
-                        return Err(AlgoError::Mismatch(format!(
+                        return Err(OnPolicyError::Mismatch(format!(
                             "discrete action {x} outside 0..{k}"
                         )));
                     }
@@ -1069,8 +1069,8 @@ impl OnPolicyAgent {
         let entropy = self.policy.mean_entropy(&batch.obs)?;
         let t_actor = Instant::now();
         let actor = match self.config.algo {
-            Algo::Ac => super::ac::actor_step(self, &batch)?,
-            Algo::Stac => super::stac::actor_step(self, &batch)?,
+            OnPolicyAlgo::Ac => super::ac::actor_step(self, &batch)?,
+            OnPolicyAlgo::Stac => super::stac::actor_step(self, &batch)?,
         };
         let actor_s = t_actor.elapsed().as_secs_f64();
         let t_critic = Instant::now();
@@ -1122,7 +1122,7 @@ impl OnPolicyAgent {
     /// `Env::step` takes.
     pub fn act(&self, obs: &[f64], deterministic: bool, rng: &mut Rng) -> Result<Vec<f64>> {
         if obs.len() != self.obs_dim {
-            return Err(AlgoError::Mismatch(format!(
+            return Err(OnPolicyError::Mismatch(format!(
                 "observation of width {}, expected {}",
                 obs.len(),
                 self.obs_dim
@@ -1181,7 +1181,7 @@ impl OnPolicyAgent {
         let get = |k: &str| {
             state
                 .get(k)
-                .ok_or_else(|| AlgoError::Mismatch(format!("saved state lacks `{k}`")))
+                .ok_or_else(|| OnPolicyError::Mismatch(format!("saved state lacks `{k}`")))
         };
         let mut pending = Vec::new();
         for (prefix, vars) in [
@@ -1191,7 +1191,7 @@ impl OnPolicyAgent {
             for (i, v) in vars.iter().enumerate() {
                 let t = get(&format!("{prefix}.{i}"))?;
                 if t.shape() != v.shape() {
-                    return Err(AlgoError::Mismatch(format!(
+                    return Err(OnPolicyError::Mismatch(format!(
                         "saved {prefix}.{i} has shape {:?}, the variable {:?}",
                         t.shape(),
                         v.shape()
@@ -1204,7 +1204,7 @@ impl OnPolicyAgent {
         let epochs_done = match epochs.as_slice() {
             [e] if e.is_finite() && *e >= 0.0 && e.fract() == 0.0 => *e as u64,
             other => {
-                return Err(AlgoError::Mismatch(format!(
+                return Err(OnPolicyError::Mismatch(format!(
                     "invalid saved epochs_done {other:?}"
                 )));
             }
@@ -1237,7 +1237,7 @@ pub fn run_epochs(
     seed: u64,
     epochs: usize,
 ) -> Result<Vec<EpochRecord>> {
-    if config.algo == Algo::Stac {
+    if config.algo == OnPolicyAlgo::Stac {
         crate::autodiff::enable_second_order()?;
     }
     let mut env = envs::make(env_id)?;
@@ -1259,3 +1259,45 @@ pub fn run_epochs(
     }
     Ok(out)
 }
+
+/// Errors of the on-policy algorithms: bad configurations and inputs are reported with one of
+/// these, never a panic.
+#[derive(Debug, thiserror::Error)]
+pub enum OnPolicyError {
+    /// The Hessian regularisation λ (or its schedule) is negative or not finite.
+    #[error("the STAC Hessian regularisation lambda must be finite and >= 0, got {0}")]
+    InvalidLambda(f64),
+    /// `critic_steps` (the paper's unrolling `k`) is zero.
+    #[error("critic_steps (the number k of critic steps per epoch) must be at least 1, got 0")]
+    ZeroCriticSteps,
+    /// An option that only makes sense for a continuous (`Box`) action space was set for a
+    /// discrete one.
+    #[error(
+        "option `{option}` applies to continuous (Box) action spaces only, but the action \
+         space is {space}"
+    )]
+    ContinuousOnlyOption {
+        /// The option's name.
+        option: &'static str,
+        /// The action space, printed.
+        space: String,
+    },
+    /// Another invalid configuration value.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// An observation or action space the algorithms do not handle.
+    #[error("unsupported space: {0}")]
+    UnsupportedSpace(String),
+    /// Inconsistent epoch data, environment or saved state.
+    #[error("{0}")]
+    Mismatch(String),
+    /// An environment error.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// A tensor / autodiff error.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result alias of the on-policy algorithms.
+pub type Result<T> = std::result::Result<T, OnPolicyError>;

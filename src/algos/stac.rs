@@ -66,7 +66,7 @@ use candle_core::{Device, Tensor};
 
 use super::ac::{self, ActorStep};
 use super::on_policy::{Batch, BatchSegment, CriticHessian, OnPolicyAgent, Policy};
-use super::{AlgoError, Result};
+use super::on_policy::{OnPolicyError, Result};
 use crate::autodiff::{self, CgOptions, ImplicitOptions, StackelbergGradient};
 use crate::nn::VCritic;
 
@@ -103,7 +103,7 @@ pub fn discounted_trace(e: &Tensor, segments: &[BatchSegment], gamma: f64) -> Re
     let n = e.dim(0)?;
     let covered: usize = segments.iter().map(|s| s.len).sum();
     if covered != n || segments.iter().any(|s| s.len == 0) {
-        return Err(AlgoError::Mismatch(format!(
+        return Err(OnPolicyError::Mismatch(format!(
             "discounted_trace: segments cover {covered} of {n} entries"
         )));
     }

@@ -1,10 +1,14 @@
 //! The command-line interface behind the `stackrl` binary.
 
+mod train;
+
 use crate::bench::{EnvBenchConfig, bench_envs, format_table};
 use crate::envs::{self, Env, Space};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rand::{Rng, SeedableRng};
 use std::process::ExitCode;
+
+pub use train::{BenchSacArgs, TrainArgs};
 
 /// stackrl: native MuJoCo environments with Gymnasium's definitions, and
 /// Stackelberg / residual actor-critic trainers.
@@ -23,6 +27,9 @@ pub enum Command {
     Envs,
     /// Roll out a uniformly random policy and print each episode's return.
     Rollout(RolloutArgs),
+    /// Train SAC, Res-SAC or Stack-SAC (paper 001) on an environment, with evaluations,
+    /// metrics and resumable checkpoints in a run directory.
+    Train(Box<TrainArgs>),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -52,6 +59,8 @@ pub struct RolloutArgs {
 pub enum BenchCommand {
     /// Environment steps/s beside the raw `mj_step` floor, and VecEnv scaling.
     Envs(BenchEnvsArgs),
+    /// SAC and Stack-SAC update throughput (updates/s) per network size and thread count.
+    Sac(BenchSacArgs),
 }
 
 /// Options of `stackrl bench envs`.
@@ -76,8 +85,12 @@ pub struct BenchEnvsArgs {
 
 /// Parses the command line, runs it, and turns errors into a message and exit code 1.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
@@ -86,8 +99,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs a parsed command.
-pub fn run(cli: Cli) -> Result<(), String> {
+/// Runs a parsed command. `matches` are the parsed arguments `cli` came from (`train` uses
+/// them to tell options given on the command line from defaults, which a `--config` file
+/// may override).
+pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), String> {
     match cli.command {
         Command::Envs => {
             println!("| id | observation | action | dt | max steps |");
@@ -111,6 +126,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
             println!("results in {}", dir.display());
             Ok(())
         }
+        Command::Train(args) => {
+            let empty = clap::ArgMatches::default();
+            let sub = matches.subcommand_matches("train").unwrap_or(&empty);
+            train::train_command(&args, sub)
+        }
+        Command::Bench(BenchCommand::Sac(args)) => train::bench_sac_command(&args),
         Command::Bench(BenchCommand::Envs(args)) => {
             if args.threads.contains(&0) {
                 return Err("--threads values must be at least 1".into());

@@ -1,9 +1,10 @@
 //! Multi-layer perceptron with PyTorch's default `nn.Linear` initialisation drawn from our RNG.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use candle_nn::{Linear, Module, VarMap};
+use candle_nn::{Linear, VarMap};
 
 use super::activation::Activation;
+use super::linear::linear;
 use crate::rng::Rng;
 
 /// Layer sizes and activations of an [`Mlp`].
@@ -116,13 +117,19 @@ impl Mlp {
         }
         let last = self.layers.len() - 1;
         let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h)?;
-            h = if i == last {
-                self.config.output_activation.apply(&h)?
+        for i in 0..self.layers.len() {
+            let act = if i == last {
+                self.config.output_activation
             } else {
-                self.config.hidden_activation.apply(&h)?
+                self.config.hidden_activation
             };
+            // One fused op per layer (see `super::linear`); same values as Linear + act.
+            h = linear(
+                &h,
+                self.vars[2 * i].as_tensor(),
+                self.vars[2 * i + 1].as_tensor(),
+                act,
+            )?;
         }
         Ok(h)
     }

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod critic;
 pub mod gaussian;
+pub mod linear;
 pub mod mlp;
 pub mod optim;
 
@@ -14,5 +15,6 @@ pub use gaussian::{
     CategoricalPolicy, DiagGaussianPolicy, LogStdBound, SquashedGaussianActor,
     SquashedGaussianConfig, SquashedSample, softplus, tanh_log_abs_det_jacobian,
 };
+pub use linear::linear;
 pub use mlp::{Mlp, MlpConfig, copy_vars};
 pub use optim::{Adam, AdamConfig};

@@ -1,0 +1,582 @@
+//! `stackrl train` and `stackrl bench sac`: thin layers over [`crate::train`] and
+//! [`crate::algos::bench`].
+
+use std::path::PathBuf;
+use std::process::Command as Process;
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde_json::{Map, Value};
+
+use crate::algos::Algo;
+use crate::algos::bench::{UpdateBenchCase, UpdateBenchResult, bench_update};
+use crate::train::off_policy::{
+    DEFAULT_BUFFER_SIZE, DEFAULT_CHECKPOINT_EVERY, DEFAULT_ENV_STEPS_PER_UPDATE,
+    DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_EVERY, DEFAULT_LEARNING_STARTS, DEFAULT_LOG_EVERY,
+    DEFAULT_STEPS,
+};
+use crate::train::{self, ProgressMode, RunOptions, TrainConfig, TrainSummary};
+
+const AFTER_HELP: &str = "\
+Every run gets a directory runs/<env>__<algo>__<seed>__<unix time>/ (or --run-dir) with
+config.json (the resolved options), metrics.csv and metrics.jsonl (rows with event = episode,
+train or eval; flushed on every row) and checkpoints/ (weights incl. targets, Adam state,
+replay buffer, RNG state and counters; written atomically, `latest` names the newest).
+
+A killed run continues with `stackrl train --resume DIR`; it rewrites the metrics after the
+last checkpoint identically (every column but the wall-clock ones sps and time_s).
+Checkpoints are taken at the first episode boundary after every --checkpoint-every steps,
+because every training episode starts with a reset seeded from the run's RNG (the
+environments' own state is not saved).
+
+--config FILE is a JSON object with these options' long names, '-' written '_' (e.g.
+{\"algo\": \"res-sac\", \"critic_updates\": 10}); a run's config.json is one. Options given on
+the command line override the file.
+
+Examples:
+  stackrl train --env Pendulum-v1 --algo sac --seed 0 --steps 20000
+  stackrl train --env Reacher-v5 --algo sac --critic-updates 10          # SAC-10-0
+  stackrl train --env Pendulum-v1 --algo res-sac --critic-updates 10 --res-updates 10
+  stackrl train --env Pendulum-v1 --algo stack-sac --eta 0.5 --cg-iters 10
+  stackrl train --resume runs/Pendulum-v1__sac__0__1700000000";
+
+/// Options of `stackrl train`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = AFTER_HELP)]
+pub struct TrainArgs {
+    /// Environment id (see `stackrl envs`); needs a continuous (Box) action space.
+    #[arg(long, default_value = "Pendulum-v1")]
+    pub env: String,
+    /// Algorithm: sac, res-sac (Algorithm 5) or stack-sac (eq. 43).
+    #[arg(long, default_value = "sac")]
+    pub algo: String,
+    /// Seed of every random choice of the run (weights, exploration, minibatches, resets).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Total environment steps.
+    #[arg(long, default_value_t = DEFAULT_STEPS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+    /// Hidden layer widths of actor, critics and res-critic, comma-separated (Table 3: 2 × 128).
+    #[arg(long, value_delimiter = ',', default_value = "128,128")]
+    pub hidden: Vec<usize>,
+    /// Hidden activation: relu (Table 3), tanh or fast-tanh.
+    #[arg(long, default_value = "relu", value_parser = ["relu", "tanh", "fast-tanh"])]
+    pub activation: String,
+    /// Minibatch size (Table 3: 128).
+    #[arg(long, alias = "batch", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Replay capacity (Table 3: 10⁶).
+    #[arg(long, default_value_t = DEFAULT_BUFFER_SIZE as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub buffer_size: u64,
+    /// Discount γ (Table 3: 0.99).
+    #[arg(long, default_value_t = 0.99)]
+    pub gamma: f64,
+    /// Target smoothing coefficient τ, applied after every critic / res-critic update
+    /// (Table 3: 0.005, interval 1).
+    #[arg(long, default_value_t = 0.005)]
+    pub tau: f64,
+    /// Adam learning rate of actor, critics and temperature (Table 3: 3e-4).
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    /// Uniformly random warm-up steps before the first update (Table 3 is silent; CleanRL's
+    /// 5000).
+    #[arg(long, default_value_t = DEFAULT_LEARNING_STARTS)]
+    pub learning_starts: u64,
+    /// Environment steps per update round (Table 3 lists 10; Haarnoja et al. 2018b, SB3 and
+    /// CleanRL use 1).
+    #[arg(long, default_value_t = DEFAULT_ENV_STEPS_PER_UPDATE, value_parser = clap::value_parser!(u64).range(1..))]
+    pub env_steps_per_update: u64,
+    /// x of Algo-x-y: critic updates per actor update (SAC-10-0: 10).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub critic_updates: u64,
+    /// y of Algo-x-y: res-critic updates per actor update [default: 1 for res-sac; only
+    /// res-sac accepts it].
+    #[arg(long)]
+    pub res_updates: Option<u64>,
+    /// Res-SAC's clip value c of the res-critic reward clip(δ, −c, c) [default: Table 3:
+    /// HalfCheetah 6, Reacher 1, Pendulum 4; required elsewhere].
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Stack-SAC's Hessian regularisation η (Sec. 5.3: 0.5).
+    #[arg(long, default_value_t = 0.5)]
+    pub eta: f64,
+    /// Stack-SAC: conjugate-gradient iterations per actor update.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cg_iters: u64,
+    /// Stack-SAC: stop CG early at this relative residual (0: always --cg-iters).
+    #[arg(long, default_value_t = 1e-4)]
+    pub cg_tol: f64,
+    /// Stack-SAC: warm-start CG from the previous solution (true or false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub cg_warm_start: bool,
+    /// Stack-SAC: the critic Hessian to invert: exact (the semi-gradient Hessian, by
+    /// double backward) or gauss-newton (its positive semi-definite part E[∇Q∇Qᵀ]).
+    #[arg(long, default_value = "exact", value_parser = ["exact", "gauss-newton"])]
+    pub stack_hessian: String,
+    /// Initial temperature α.
+    #[arg(long, default_value_t = 1.0)]
+    pub init_alpha: f64,
+    /// Target entropy of the temperature tuning [default: −dim(A), Table 3].
+    #[arg(long, allow_hyphen_values = true)]
+    pub target_entropy: Option<f64>,
+    /// Evaluate the deterministic (mean) policy every this many steps, on a separate
+    /// environment (0: only at the end).
+    #[arg(long, default_value_t = DEFAULT_EVAL_EVERY)]
+    pub eval_every: u64,
+    /// Episodes per evaluation (the same reset seeds every time).
+    #[arg(long, default_value_t = DEFAULT_EVAL_EPISODES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub eval_episodes: u64,
+    /// Checkpoint at the first episode boundary after every this many steps (0: only at
+    /// the end).
+    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_EVERY)]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (the newest).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_checkpoints: u64,
+    /// A "train" metrics row (interval means, steps/s) every this many steps.
+    #[arg(long, default_value_t = DEFAULT_LOG_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_every: u64,
+    /// Threads for Candle's matrix products (RAYON_NUM_THREADS; element-wise ops stay on one
+    /// thread, CANDLE_NUM_THREADS=1). 1 is fastest on a busy 2-core machine; results are
+    /// reproducible per thread count.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: u64,
+    /// JSON file of options (see below); command-line options override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint, with its own
+    /// config.json (only --threads and --progress may be given besides).
+    #[arg(long, conflicts_with_all = ["config", "run_dir"])]
+    pub resume: Option<PathBuf>,
+    /// Run directory to create, instead of RUNS_ROOT/ENV__ALGO__SEED__UNIXTIME.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Parent directory of automatically named runs.
+    #[arg(long, default_value = "runs")]
+    pub runs_root: PathBuf,
+    /// Progress display: auto (a bar on a terminal, plain lines otherwise), bar, plain, none.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "bar", "plain", "none"])]
+    pub progress: String,
+    /// Testing aid: stop once this many steps are done, as if killed (no final checkpoint).
+    #[arg(long)]
+    pub interrupt_at: Option<u64>,
+}
+
+/// The option ids that make up a [`TrainConfig`] (the rest are launch options).
+const CONFIG_KEYS: &[&str] = &[
+    "env",
+    "algo",
+    "seed",
+    "steps",
+    "hidden",
+    "activation",
+    "batch_size",
+    "buffer_size",
+    "gamma",
+    "tau",
+    "lr",
+    "learning_starts",
+    "env_steps_per_update",
+    "critic_updates",
+    "res_updates",
+    "clip",
+    "eta",
+    "cg_iters",
+    "cg_tol",
+    "cg_warm_start",
+    "stack_hessian",
+    "init_alpha",
+    "target_entropy",
+    "eval_every",
+    "eval_episodes",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "threads",
+];
+
+fn given(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.try_contains_id(id), Ok(true))
+        && m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+fn activation_json(name: &str) -> Value {
+    Value::from(match name {
+        "tanh" => "Tanh",
+        "fast-tanh" => "FastTanh",
+        _ => "Relu",
+    })
+}
+
+/// The options given on the command line, as configuration keys.
+fn overrides(a: &TrainArgs, m: &ArgMatches) -> Result<Map<String, Value>, String> {
+    let mut o = Map::new();
+    for &key in CONFIG_KEYS {
+        if !given(m, key) {
+            continue;
+        }
+        let v = match key {
+            "env" => Value::from(a.env.clone()),
+            "algo" => {
+                let algo: Algo = a
+                    .algo
+                    .parse()
+                    .map_err(|e: crate::algos::AlgoError| e.to_string())?;
+                Value::from(algo.name())
+            }
+            "seed" => Value::from(a.seed),
+            "steps" => Value::from(a.steps),
+            "hidden" => Value::from(a.hidden.clone()),
+            "activation" => activation_json(&a.activation),
+            "batch_size" => Value::from(a.batch_size),
+            "buffer_size" => Value::from(a.buffer_size),
+            "gamma" => Value::from(a.gamma),
+            "tau" => Value::from(a.tau),
+            "lr" => Value::from(a.lr),
+            "learning_starts" => Value::from(a.learning_starts),
+            "env_steps_per_update" => Value::from(a.env_steps_per_update),
+            "critic_updates" => Value::from(a.critic_updates),
+            "res_updates" => Value::from(a.res_updates),
+            "clip" => Value::from(a.clip),
+            "eta" => Value::from(a.eta),
+            "cg_iters" => Value::from(a.cg_iters),
+            "cg_tol" => Value::from(a.cg_tol),
+            "cg_warm_start" => Value::from(a.cg_warm_start),
+            "stack_hessian" => Value::from(a.stack_hessian.clone()),
+            "init_alpha" => Value::from(a.init_alpha),
+            "target_entropy" => Value::from(a.target_entropy),
+            "eval_every" => Value::from(a.eval_every),
+            "eval_episodes" => Value::from(a.eval_episodes),
+            "checkpoint_every" => Value::from(a.checkpoint_every),
+            "keep_checkpoints" => Value::from(a.keep_checkpoints),
+            "log_every" => Value::from(a.log_every),
+            "threads" => Value::from(a.threads),
+            _ => continue,
+        };
+        // Only a non-finite number serialises to null here (JSON has no NaN / infinity).
+        if v.is_null() {
+            return Err(format!("--{} must be finite", key.replace('_', "-")));
+        }
+        o.insert(key.to_string(), v);
+    }
+    Ok(o)
+}
+
+fn print_summary(s: &TrainSummary) {
+    if s.already_finished {
+        println!(
+            "{} already finished ({} steps); nothing to do",
+            s.run_dir.display(),
+            s.steps
+        );
+        return;
+    }
+    if s.interrupted {
+        println!(
+            "stopped at step {} ({} updates) in {:.1} s; continue with --resume {}",
+            s.steps,
+            s.updates,
+            s.wall_s,
+            s.run_dir.display()
+        );
+        return;
+    }
+    match &s.final_eval {
+        Some(ev) => println!(
+            "done: {} steps, {} episodes, {} updates in {:.1} s; final eval return {:.2} ± {:.2} \
+             ({} episodes); run directory {}",
+            s.steps,
+            s.episodes,
+            s.updates,
+            s.wall_s,
+            ev.mean(),
+            ev.std(),
+            ev.returns.len(),
+            s.run_dir.display()
+        ),
+        None => println!(
+            "done: {} steps; run directory {}",
+            s.steps,
+            s.run_dir.display()
+        ),
+    }
+}
+
+fn setup_process(config: &TrainConfig, threads: usize) -> Result<(), String> {
+    train::configure_threads(threads).map_err(|e| e.to_string())?;
+    if config.algo == Algo::StackSac {
+        crate::autodiff::enable_second_order().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs `stackrl train`.
+pub(super) fn train_command(a: &TrainArgs, m: &ArgMatches) -> Result<(), String> {
+    let progress: ProgressMode = a.progress.parse()?;
+    let options = RunOptions {
+        run_dir: a.run_dir.clone(),
+        runs_root: a.runs_root.clone(),
+        progress,
+        interrupt_at: a.interrupt_at,
+    };
+    if let Some(dir) = &a.resume {
+        let extra: Vec<String> = CONFIG_KEYS
+            .iter()
+            .filter(|k| **k != "threads" && given(m, k))
+            .map(|k| format!("--{}", k.replace('_', "-")))
+            .collect();
+        if !extra.is_empty() {
+            return Err(format!(
+                "--resume continues a run with its own config.json; remove {}",
+                extra.join(", ")
+            ));
+        }
+        let config = TrainConfig::read(dir).map_err(|e| e.to_string())?;
+        let threads = if given(m, "threads") {
+            a.threads as usize
+        } else {
+            config.threads
+        };
+        setup_process(&config, threads)?;
+        let summary = train::resume(dir, &options).map_err(|e| e.to_string())?;
+        print_summary(&summary);
+        return Ok(());
+    }
+    let file = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
+            Some(
+                serde_json::from_str::<Value>(&text)
+                    .map_err(|e| format!("--config {} is not valid JSON: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let config =
+        TrainConfig::from_layers(file.as_ref(), &overrides(a, m)?).map_err(|e| e.to_string())?;
+    setup_process(&config, config.threads)?;
+    let summary = train::train(&config, &options).map_err(|e| e.to_string())?;
+    print_summary(&summary);
+    Ok(())
+}
+
+/// Options of `stackrl bench sac`.
+#[derive(Debug, clap::Args)]
+pub struct BenchSacArgs {
+    /// Algorithms, comma-separated (sac, stack-sac; res-sac also works).
+    #[arg(long, value_delimiter = ',', default_value = "sac,stack-sac")]
+    pub algos: Vec<String>,
+    /// Network sizes as hidden widths joined by 'x', with the batch after '/',
+    /// comma-separated: the default is 256×256 / batch 256 and Table 3's 128×128 / 128.
+    #[arg(long, value_delimiter = ',', default_value = "256x256/256,128x128/128")]
+    pub sizes: Vec<String>,
+    /// Thread counts, comma-separated (each runs in its own process).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub threads: Vec<usize>,
+    /// Observation width of the random data (17, HalfCheetah's).
+    #[arg(long, default_value_t = 17)]
+    pub obs_dim: usize,
+    /// Action width of the random data (6, HalfCheetah's).
+    #[arg(long, default_value_t = 6)]
+    pub act_dim: usize,
+    /// Stack-SAC CG iterations (all run: tolerance 0).
+    #[arg(long, default_value_t = 10)]
+    pub cg_iters: usize,
+    /// Untimed warm-up updates per case.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Updates per timed repetition (Stack-SAC uses a fifth, at least 5).
+    #[arg(long, default_value_t = 100)]
+    pub iters: usize,
+    /// Timed repetitions; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Also run scripts/bench_sac_torch.py with this Python (which must have torch) for the
+    /// SAC rows, in the same run.
+    #[arg(long)]
+    pub torch_python: Option<PathBuf>,
+    /// Internal: run the cases in this process and print JSON lines.
+    #[arg(long, hide = true)]
+    pub worker: bool,
+}
+
+fn parse_size(s: &str) -> Result<(Vec<usize>, usize), String> {
+    let (h, b) = s
+        .split_once('/')
+        .ok_or_else(|| format!("size {s:?}: expected e.g. 256x256/256"))?;
+    let hidden = h
+        .split('x')
+        .map(|w| w.parse::<usize>().ok().filter(|w| *w > 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("size {s:?}: bad hidden widths"))?;
+    let batch = b
+        .parse::<usize>()
+        .ok()
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("size {s:?}: bad batch"))?;
+    Ok((hidden, batch))
+}
+
+fn cases(a: &BenchSacArgs) -> Result<Vec<UpdateBenchCase>, String> {
+    let mut out = Vec::new();
+    for size in &a.sizes {
+        let (hidden, batch) = parse_size(size)?;
+        for name in &a.algos {
+            let algo: Algo = name
+                .parse()
+                .map_err(|e: crate::algos::AlgoError| e.to_string())?;
+            let stack = algo == Algo::StackSac;
+            out.push(UpdateBenchCase {
+                algo,
+                hidden: hidden.clone(),
+                batch,
+                obs_dim: a.obs_dim,
+                act_dim: a.act_dim,
+                cg_iters: a.cg_iters,
+                warmup: if stack {
+                    a.warmup.div_ceil(5).max(2)
+                } else {
+                    a.warmup
+                },
+                iters: if stack { (a.iters / 5).max(5) } else { a.iters },
+                repeats: a.repeats,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `stackrl bench sac`.
+pub(super) fn bench_sac_command(a: &BenchSacArgs) -> Result<(), String> {
+    if a.threads.contains(&0) || a.repeats == 0 || a.iters == 0 {
+        return Err("--threads, --repeats and --iters must be positive".into());
+    }
+    let cases = cases(a)?;
+    if a.worker {
+        let threads = a.threads.first().copied().unwrap_or(1);
+        train::configure_threads(threads).map_err(|e| e.to_string())?;
+        crate::autodiff::enable_second_order().map_err(|e| e.to_string())?;
+        for case in &cases {
+            let r = bench_update(case).map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        }
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let mut results: Vec<UpdateBenchResult> = Vec::new();
+    let mut torch: Vec<(usize, Vec<usize>, usize, f64)> = Vec::new();
+    // One process per (thread count, case): the thread count is fixed per process, and a
+    // fresh process keeps one case's allocations from slowing the next. PyTorch runs right
+    // after the matching SAC case, so both see the same machine load.
+    for &t in &a.threads {
+        for case in &cases {
+            let hidden: Vec<String> = case.hidden.iter().map(|h| h.to_string()).collect();
+            let size = format!("{}/{}", hidden.join("x"), case.batch);
+            eprintln!("{} {size}, {t} thread(s) ...", case.algo);
+            let out = Process::new(&exe)
+                .args([
+                    "bench".to_string(),
+                    "sac".into(),
+                    "--worker".into(),
+                    format!("--threads={t}"),
+                    format!("--algos={}", case.algo),
+                    format!("--sizes={size}"),
+                    format!("--obs-dim={}", a.obs_dim),
+                    format!("--act-dim={}", a.act_dim),
+                    format!("--cg-iters={}", a.cg_iters),
+                    format!("--warmup={}", a.warmup),
+                    format!("--iters={}", a.iters),
+                    format!("--repeats={}", a.repeats),
+                ])
+                .output()
+                .map_err(|e| format!("cannot run the worker: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "worker ({} {size}, {t} threads) failed: {}",
+                    case.algo,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                results.push(
+                    serde_json::from_str(line)
+                        .map_err(|e| format!("bad worker output {line:?}: {e}"))?,
+                );
+            }
+            let Some(py) = a.torch_python.as_ref().filter(|_| case.algo == Algo::Sac) else {
+                continue;
+            };
+            let out = Process::new(py)
+                .args([
+                    "scripts/bench_sac_torch.py".to_string(),
+                    format!("--threads={t}"),
+                    format!("--hidden={}", hidden.join(",")),
+                    format!("--batch={}", case.batch),
+                    format!("--obs-dim={}", a.obs_dim),
+                    format!("--act-dim={}", a.act_dim),
+                    format!("--warmup={}", a.warmup),
+                    format!("--iters={}", a.iters),
+                    format!("--repeats={}", a.repeats),
+                ])
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "bench_sac_torch.py failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let v: Value = serde_json::from_slice(&out.stdout)
+                .map_err(|e| format!("bad bench_sac_torch.py output: {e}"))?;
+            let m = v["median"]
+                .as_f64()
+                .ok_or("bench_sac_torch.py printed no median")?;
+            torch.push((t, case.hidden.clone(), case.batch, m));
+        }
+    }
+    println!(
+        "| algorithm | hidden | batch | threads | stackrl updates/s (median) | PyTorch \
+         updates/s (median) | stackrl / PyTorch | cost vs SAC |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        let sac = results
+            .iter()
+            .find(|s| {
+                s.case.algo == Algo::Sac
+                    && s.case.hidden == r.case.hidden
+                    && s.case.batch == r.case.batch
+                    && s.threads == r.threads
+            })
+            .map(|s| s.median);
+        let torch_m = torch
+            .iter()
+            .find(|(t, h, b, _)| {
+                r.case.algo == Algo::Sac
+                    && *t == r.threads
+                    && *h == r.case.hidden
+                    && *b == r.case.batch
+            })
+            .map(|x| x.3);
+        let cost = match sac {
+            Some(s) => format!("{:.2}×", s / r.median),
+            None => "–".into(),
+        };
+        let name = match r.cg_iters_run {
+            Some(c) => format!("{} ({c:.0} CG its)", r.case.algo),
+            None => r.case.algo.to_string(),
+        };
+        let hidden: Vec<String> = r.case.hidden.iter().map(|h| h.to_string()).collect();
+        println!(
+            "| {name} | {} | {} | {} | {:.1} | {} | {} | {cost} |",
+            hidden.join("×"),
+            r.case.batch,
+            r.threads,
+            r.median,
+            torch_m.map_or("–".into(), |m| format!("{m:.1}")),
+            torch_m.map_or("–".into(), |m| format!("{:.2}×", r.median / m)),
+        );
+    }
+    Ok(())
+}

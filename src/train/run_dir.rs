@@ -1,0 +1,80 @@
+//! Run directories: `runs/<env>__<algo>__<seed>__<unix time>/`, as CleanRL names them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::TrainError;
+
+/// The file holding a run's resolved configuration.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// CleanRL's run name `<env>__<algo>__<seed>__<unix time>`.
+pub fn run_name(env: &str, algo: &str, seed: u64, unix_time: u64) -> String {
+    format!("{env}__{algo}__{seed}__{unix_time}")
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn run_dir_err(path: &Path, e: std::io::Error) -> TrainError {
+    TrainError::RunDir {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// Creates the directory of a new run and writes `config.json` into it.
+///
+/// With `explicit`, that directory is used (created if missing); it must not already hold a
+/// run. Otherwise `<root>/<name>` is used, with `_1`, `_2`, ... appended if two runs start
+/// in the same second. Errors ([`TrainError::RunDir`]) if the directory cannot be created or
+/// written.
+pub fn create_run_dir(
+    explicit: Option<&Path>,
+    root: &Path,
+    name: &str,
+    config_json: &str,
+) -> Result<PathBuf, TrainError> {
+    let dir = match explicit {
+        Some(d) => {
+            if d.join(CONFIG_FILE).exists() {
+                return Err(TrainError::Config(format!(
+                    "{} already holds a run (it has a {CONFIG_FILE}); continue it with \
+                     --resume {} or choose another --run-dir",
+                    d.display(),
+                    d.display()
+                )));
+            }
+            fs::create_dir_all(d).map_err(|e| run_dir_err(d, e))?;
+            d.to_path_buf()
+        }
+        None => {
+            fs::create_dir_all(root).map_err(|e| run_dir_err(root, e))?;
+            let mut k = 0;
+            loop {
+                let candidate = if k == 0 {
+                    root.join(name)
+                } else {
+                    root.join(format!("{name}_{k}"))
+                };
+                match fs::create_dir(&candidate) {
+                    Ok(()) => break candidate,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => k += 1,
+                    Err(e) => return Err(run_dir_err(&candidate, e)),
+                }
+            }
+        }
+    };
+    let path = dir.join(CONFIG_FILE);
+    super::checkpoint::write_atomic(&path, config_json.as_bytes()).map_err(|e| match e {
+        TrainError::Io { source, .. } => run_dir_err(&dir, source),
+        other => other,
+    })?;
+    Ok(dir)
+}

@@ -1,0 +1,390 @@
+//! `stackrl train` as a user runs it: help, bad inputs (clear message, exit status ≠ 0),
+//! corrupt and mismatched checkpoints, and a run killed with SIGKILL then resumed, whose
+//! metrics equal an uninterrupted run's.
+#![cfg(feature = "trainer")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stackrl");
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stackrl-sac-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn stackrl(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run stackrl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts failure with a message containing every needle.
+fn fails(args: &[&str], needles: &[&str]) {
+    let o = stackrl(args);
+    let t = text(&o);
+    assert!(
+        !o.status.success(),
+        "`stackrl {}` succeeded:\n{t}",
+        args.join(" ")
+    );
+    for n in needles {
+        assert!(
+            t.contains(n),
+            "`stackrl {}`: {n:?} not in:\n{t}",
+            args.join(" ")
+        );
+    }
+}
+
+/// Small, fast settings for runs through the binary.
+const SMALL: &[&str] = &[
+    "--hidden",
+    "16,16",
+    "--batch-size",
+    "16",
+    "--learning-starts",
+    "250",
+    "--eval-every",
+    "0",
+    "--eval-episodes",
+    "1",
+    "--log-every",
+    "100",
+    "--checkpoint-every",
+    "200",
+    "--progress",
+    "none",
+];
+
+fn run_small(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--run-dir", dir.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(extra);
+    stackrl(&args)
+}
+
+#[test]
+fn train_help_explains_every_option() {
+    let o = stackrl(&["train", "--help"]);
+    assert!(o.status.success());
+    let t = text(&o);
+    for flag in [
+        "--env",
+        "--algo",
+        "--seed",
+        "--steps",
+        "--hidden",
+        "--activation",
+        "--batch-size",
+        "--buffer-size",
+        "--gamma",
+        "--tau",
+        "--lr",
+        "--learning-starts",
+        "--env-steps-per-update",
+        "--critic-updates",
+        "--res-updates",
+        "--clip",
+        "--eta",
+        "--cg-iters",
+        "--cg-tol",
+        "--cg-warm-start",
+        "--init-alpha",
+        "--target-entropy",
+        "--eval-every",
+        "--eval-episodes",
+        "--checkpoint-every",
+        "--keep-checkpoints",
+        "--log-every",
+        "--threads",
+        "--config",
+        "--resume",
+        "--run-dir",
+        "--runs-root",
+        "--progress",
+        "--interrupt-at",
+    ] {
+        assert!(t.contains(flag), "{flag} missing from --help");
+    }
+    assert!(t.contains("Table 3") && t.contains("[default: 128,128]"));
+}
+
+#[test]
+fn bad_inputs_fail_with_a_clear_message() {
+    let d = tmp("bad");
+    let dir = d.to_str().unwrap();
+    fails(
+        &["train", "--algo", "ppo", "--run-dir", dir],
+        &["unknown algorithm 'ppo'", "sac, res-sac, stack-sac"],
+    );
+    fails(
+        &["train", "--env", "Nope-v9", "--run-dir", dir],
+        &["unknown environment id 'Nope-v9'", "Pendulum-v1"],
+    );
+    fails(
+        &["train", "--env", "CartPole-v1", "--run-dir", dir],
+        &["sac needs a continuous (Box) action space", "Discrete(2)"],
+    );
+    fails(&["train", "--steps", "0"], &["--steps", "0"]);
+    fails(&["train", "--batch-size", "0"], &["--batch-size", "0"]);
+    fails(&["train", "--steps", "-5"], &["-5"]);
+    fails(
+        &[
+            "train",
+            "--algo",
+            "sac",
+            "--res-updates",
+            "2",
+            "--run-dir",
+            dir,
+        ],
+        &["res_updates"],
+    );
+    fails(
+        &[
+            "train",
+            "--algo",
+            "res-sac",
+            "--env",
+            "Hopper-v5",
+            "--run-dir",
+            dir,
+        ],
+        &["--clip", "Table 3"],
+    );
+    fails(
+        &["train", "--lr", "NaN", "--run-dir", dir],
+        &["--lr must be finite"],
+    );
+    // Config files: unknown keys and bad values are named.
+    std::fs::create_dir_all(&d).unwrap();
+    let cfg = d.join("cfg.json");
+    std::fs::write(&cfg, r#"{"stepz": 10}"#).unwrap();
+    fails(
+        &["train", "--config", cfg.to_str().unwrap()],
+        &["unknown option `stepz`"],
+    );
+    std::fs::write(&cfg, r#"{"steps": 0}"#).unwrap();
+    fails(
+        &["train", "--config", cfg.to_str().unwrap()],
+        &["steps must be positive"],
+    );
+    std::fs::write(&cfg, "{not json").unwrap();
+    fails(
+        &["train", "--config", cfg.to_str().unwrap()],
+        &["not valid JSON"],
+    );
+    // An unwritable run directory (its parent is a regular file).
+    let file = d.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let under_file = file.join("run");
+    fails(
+        &["train", "--run-dir", under_file.to_str().unwrap()],
+        &["cannot use run directory"],
+    );
+    // Resuming something that is not a run.
+    fails(
+        &["train", "--resume", d.to_str().unwrap()],
+        &["not a run directory"],
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+fn latest(dir: &Path) -> PathBuf {
+    let name = std::fs::read_to_string(dir.join("checkpoints/latest")).unwrap();
+    dir.join("checkpoints").join(name.trim())
+}
+
+#[test]
+fn corrupt_and_mismatched_checkpoints_are_refused() {
+    let base = tmp("ckpt");
+    let run = base.join("run");
+    // Interrupted after the checkpoint at step 200.
+    let o = run_small(&run, &["--steps", "400", "--interrupt-at", "300"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(latest(&run).ends_with("step_000000000200"));
+
+    // Corrupt weights.
+    let c = base.join("corrupt");
+    copy_dir(&run, &c);
+    let w = latest(&c).join("weights.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    fails(
+        &["train", "--resume", c.to_str().unwrap()],
+        &["bad checkpoint", "corrupt"],
+    );
+    // Missing replay buffer.
+    let c2 = base.join("missing");
+    copy_dir(&run, &c2);
+    std::fs::remove_file(latest(&c2).join("replay.safetensors")).unwrap();
+    fails(&["train", "--resume", c2.to_str().unwrap()], &["replay"]);
+    // A dangling `latest`.
+    let c3 = base.join("dangling");
+    copy_dir(&run, &c3);
+    std::fs::write(c3.join("checkpoints/latest"), "step_000000099999\n").unwrap();
+    fails(
+        &["train", "--resume", c3.to_str().unwrap()],
+        &["does not exist"],
+    );
+
+    // Mismatches: other network sizes or algorithm in config.json.
+    for (key, value, needle) in [
+        ("hidden", serde_json::json!([32, 32]), "hidden sizes"),
+        ("algo", serde_json::json!("stack-sac"), "algorithm"),
+        ("gamma", serde_json::json!(0.95), "configuration hash"),
+    ] {
+        let m = base.join(format!("mismatch-{key}"));
+        copy_dir(&run, &m);
+        let p = m.join("config.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v[key] = value;
+        std::fs::write(&p, v.to_string()).unwrap();
+        fails(
+            &["train", "--resume", m.to_str().unwrap()],
+            &["checkpoint does not match", needle],
+        );
+    }
+    // A checkpoint of another run (Res-SAC) dropped into this one.
+    let other = base.join("other");
+    let o = run_small(
+        &other,
+        &[
+            "--algo",
+            "res-sac",
+            "--steps",
+            "400",
+            "--interrupt-at",
+            "300",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let m = base.join("foreign");
+    copy_dir(&run, &m);
+    let ck = latest(&m);
+    std::fs::remove_dir_all(&ck).unwrap();
+    copy_dir(&latest(&other), &ck);
+    fails(
+        &["train", "--resume", m.to_str().unwrap()],
+        &["checkpoint does not match"],
+    );
+    // --resume takes no run options.
+    fails(
+        &["train", "--resume", run.to_str().unwrap(), "--algo", "sac"],
+        &["remove --algo"],
+    );
+    // The original still resumes and finishes.
+    let o = stackrl(&[
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--progress",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("done: 400 steps"), "{}", text(&o));
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn nan_loss_exits_nonzero_and_keeps_the_checkpoint() {
+    let d = tmp("nan");
+    // First update at step 250 (after the checkpoint of step 200) blows up.
+    let o = run_small(&d, &["--steps", "1000", "--lr", "1e30"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("not finite") && t.contains("last good checkpoint"),
+        "{t}"
+    );
+    assert!(latest(&d).ends_with("step_000000000200"), "{t}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+fn metric_rows(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let m = v.as_object_mut().unwrap();
+            m.remove("sps");
+            m.remove("time_s");
+            v.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_then_resume_gives_the_uninterrupted_metrics() {
+    let base = tmp("kill");
+    let (full, killed) = (base.join("full"), base.join("killed"));
+    let steps = ["--steps", "3000"];
+    let o = run_small(&full, &steps);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mut args = vec!["train", "--run-dir", killed.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(&steps);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill (SIGKILL) once the second checkpoint exists, mid-run.
+    let t0 = Instant::now();
+    let pointer = killed.join("checkpoints/latest");
+    loop {
+        let done = child.try_wait().unwrap().is_some();
+        let ok = std::fs::read_to_string(&pointer)
+            .map(|s| s.trim() >= "step_000000000400")
+            .unwrap_or(false);
+        if ok || done || t0.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed_midway = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at = latest(&killed);
+    eprintln!("killed midway: {killed_midway}, latest checkpoint {at:?}");
+    if killed_midway {
+        assert!(!at.ends_with("step_000000003000"), "killed after the end?");
+    }
+    let o = stackrl(&[
+        "train",
+        "--resume",
+        killed.to_str().unwrap(),
+        "--progress",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(metric_rows(&killed), metric_rows(&full));
+    std::fs::remove_dir_all(&base).unwrap();
+}
