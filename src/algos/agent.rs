@@ -591,6 +591,25 @@ impl SacAgent {
         Ok((loss, stats))
     }
 
+    /// The critic phase of an `Algo-x-y` round, shared by the three algorithms: `x`
+    /// critic steps on fresh minibatches. Returns the last minibatch (the round's actor
+    /// step reuses it) and the running sums of the steps.
+    pub(crate) fn critic_phase(
+        &mut self,
+        replay: &ReplayBuffer,
+        rng: &mut Rng,
+    ) -> Result<(BatchTensors, CriticAccum), AlgoError> {
+        let mut critic = CriticAccum::default();
+        let mut batch = None;
+        for _ in 0..self.config().critic_updates {
+            let (b, stats) = self.critic_step(replay, rng)?;
+            critic.add(&stats);
+            batch = Some(b);
+        }
+        let b = batch.ok_or_else(|| AlgoError::Config("critic_updates must be >= 1".into()))?;
+        Ok((b, critic))
+    }
+
     /// One critic update on a fresh minibatch (the SAC critic step, identical in all three
     /// algorithms), then the Polyak update of the target critic. Returns the minibatch (the
     /// actor step of the round reuses the last one).

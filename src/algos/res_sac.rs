@@ -20,9 +20,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 
 use super::AlgoError;
-use super::agent::{
-    CriticAccum, SacAgent, SacConfig, UpdateStats, check_finite, frozen_mlp_forward, scalar,
-};
+use super::agent::{SacAgent, SacConfig, UpdateStats, check_finite, frozen_mlp_forward, scalar};
 use crate::nn::{QNetwork, copy_vars, polyak_update};
 use crate::replay::{BatchTensors, ReplayBuffer};
 use crate::rng::Rng;
@@ -167,14 +165,7 @@ pub fn update(
     rng: &mut Rng,
 ) -> Result<UpdateStats, AlgoError> {
     // 1. Critic: x steps, as SAC.
-    let mut critic = CriticAccum::default();
-    let mut batch = None;
-    for _ in 0..agent.config().critic_updates {
-        let (b, stats) = agent.critic_step(replay, rng)?;
-        critic.add(&stats);
-        batch = Some(b);
-    }
-    let b = batch.ok_or_else(|| AlgoError::Config("critic_updates must be >= 1".into()))?;
+    let (b, critic) = agent.critic_phase(replay, rng)?;
 
     // 2. Res-critic: y steps on J_W with the clipped residual as reward.
     let (tau, c, y_updates) = {

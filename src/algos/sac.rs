@@ -12,7 +12,7 @@
 //! 3. update the temperature towards the target entropy −dim(A).
 
 use super::AlgoError;
-use super::agent::{CriticAccum, SacAgent, UpdateStats};
+use super::agent::{SacAgent, UpdateStats};
 use crate::replay::ReplayBuffer;
 use crate::rng::Rng;
 
@@ -23,14 +23,7 @@ pub fn update(
     rng: &mut Rng,
 ) -> Result<UpdateStats, AlgoError> {
     // 1. Critic: x steps on fresh minibatches.
-    let mut critic = CriticAccum::default();
-    let mut batch = None;
-    for _ in 0..agent.config().critic_updates {
-        let (b, stats) = agent.critic_step(replay, rng)?;
-        critic.add(&stats);
-        batch = Some(b);
-    }
-    let b = batch.ok_or_else(|| AlgoError::Config("critic_updates must be >= 1".into()))?;
+    let (b, critic) = agent.critic_phase(replay, rng)?;
 
     // 2. Actor: J_π(θ) = E[α ln π(ã|s) − min_i Q_i(s, ã)] with the critic frozen.
     let eps = agent.noise(rng, b.obs.dim(0)?)?;

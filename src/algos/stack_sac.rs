@@ -38,7 +38,7 @@
 //! the tabular case the paper analyses.
 
 use super::AlgoError;
-use super::agent::{CriticAccum, SacAgent, StackHessian, UpdateStats, check_finite, scalar};
+use super::agent::{SacAgent, StackHessian, UpdateStats, check_finite, scalar};
 use crate::autodiff::{self, CgOptions, CgStop, ImplicitOptions, StackelbergGradient};
 use crate::replay::{BatchTensors, ReplayBuffer};
 use crate::rng::Rng;
@@ -138,14 +138,7 @@ pub fn update(
     rng: &mut Rng,
 ) -> Result<UpdateStats, AlgoError> {
     // 1. Critic: x steps, as SAC.
-    let mut critic = CriticAccum::default();
-    let mut batch = None;
-    for _ in 0..agent.config().critic_updates {
-        let (b, stats) = agent.critic_step(replay, rng)?;
-        critic.add(&stats);
-        batch = Some(b);
-    }
-    let b = batch.ok_or_else(|| AlgoError::Config("critic_updates must be >= 1".into()))?;
+    let (b, critic) = agent.critic_phase(replay, rng)?;
 
     // 2. The losses of eq. (43) on the last minibatch.
     let n = b.obs.dim(0)?;
