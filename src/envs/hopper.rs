@@ -13,14 +13,8 @@ pub type Hopper = MjEnv<HopperTask>;
 /// Hopper-v5's observation, reward, health and reset, with every default weight.
 #[derive(Debug, Clone)]
 pub struct HopperTask {
-    /// Weight of the forward velocity (1.0).
-    pub forward_reward_weight: f64,
-    /// Weight of Σa² (1e-3).
-    pub ctrl_cost_weight: f64,
-    /// Reward per healthy step (1.0).
-    pub healthy_reward: f64,
-    /// End the episode when unhealthy (true).
-    pub terminate_when_unhealthy: bool,
+    /// Reward weights and termination (1.0, 1e-3, 1.0, true).
+    pub locomotion: LocomotionWeights,
     /// Open interval for `state_vector()[2..]` ((-100, 100)).
     pub healthy_state_range: (f64, f64),
     /// Open interval for the torso height ((0.7, inf)).
@@ -64,10 +58,7 @@ impl Hopper {
         let sim = MujocoSim::load(XML, "models/hopper.xml", config, 4)?;
         expect_sizes(HopperTask::ID, &sim, 6, 6, 3)?;
         let task = HopperTask {
-            forward_reward_weight: config.forward_reward_weight.unwrap_or(1.0),
-            ctrl_cost_weight: config.ctrl_cost_weight.unwrap_or(1e-3),
-            healthy_reward: config.healthy_reward.unwrap_or(1.0),
-            terminate_when_unhealthy: config.terminate_when_unhealthy.unwrap_or(true),
+            locomotion: LocomotionWeights::from_config(config),
             healthy_state_range: config.healthy_state_range.unwrap_or((-100.0, 100.0)),
             healthy_z_range: config.healthy_z_range.unwrap_or((0.7, f64::INFINITY)),
             healthy_angle_range: config.healthy_angle_range.unwrap_or((-0.2, 0.2)),
@@ -121,22 +112,33 @@ impl MujocoTask for HopperTask {
     }
 
     fn step(&mut self, sim: &mut MujocoSim, action: &[f64]) -> TaskStep {
-        let weights = LocomotionWeights {
-            forward_reward_weight: self.forward_reward_weight,
-            ctrl_cost_weight: self.ctrl_cost_weight,
-            healthy_reward: self.healthy_reward,
-            terminate_when_unhealthy: self.terminate_when_unhealthy,
-        };
-        locomotion_step(sim, action, &weights, |sim| self.is_healthy(sim))
+        locomotion_step(sim, action, &self.locomotion, |sim| self.is_healthy(sim))
     }
 }
 
 /// The weights of the v5 walking reward that Hopper and Walker2d share.
-pub(crate) struct LocomotionWeights {
+#[derive(Debug, Clone)]
+pub struct LocomotionWeights {
+    /// Weight of the forward velocity (1.0).
     pub forward_reward_weight: f64,
+    /// Weight of Σa² (1e-3).
     pub ctrl_cost_weight: f64,
+    /// Reward per healthy step (1.0).
     pub healthy_reward: f64,
+    /// End the episode when unhealthy (true).
     pub terminate_when_unhealthy: bool,
+}
+
+impl LocomotionWeights {
+    /// The defaults of Hopper-v5 and Walker2d-v5, with `config`'s overrides.
+    pub(crate) fn from_config(config: &EnvConfig) -> LocomotionWeights {
+        LocomotionWeights {
+            forward_reward_weight: config.forward_reward_weight.unwrap_or(1.0),
+            ctrl_cost_weight: config.ctrl_cost_weight.unwrap_or(1e-3),
+            healthy_reward: config.healthy_reward.unwrap_or(1.0),
+            terminate_when_unhealthy: config.terminate_when_unhealthy.unwrap_or(true),
+        }
+    }
 }
 
 /// One step of Hopper-v5 or Walker2d-v5: `forward + healthy − ctrl` (in Gymnasium's

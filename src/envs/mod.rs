@@ -44,7 +44,7 @@ mod walker2d;
 pub use cartpole::CartPole;
 pub use config::EnvConfig;
 pub use half_cheetah::HalfCheetah;
-pub use hopper::Hopper;
+pub use hopper::{Hopper, LocomotionWeights};
 pub use inverted_pendulum::InvertedPendulum;
 pub use mujoco::{MujocoEnv, MujocoSim};
 pub use pendulum::Pendulum;

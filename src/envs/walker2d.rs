@@ -14,14 +14,8 @@ pub type Walker2d = MjEnv<Walker2dTask>;
 /// Walker2d-v5's observation, reward, health and reset, with every default weight.
 #[derive(Debug, Clone)]
 pub struct Walker2dTask {
-    /// Weight of the forward velocity (1.0).
-    pub forward_reward_weight: f64,
-    /// Weight of Σa² (1e-3).
-    pub ctrl_cost_weight: f64,
-    /// Reward per healthy step (1.0).
-    pub healthy_reward: f64,
-    /// End the episode when unhealthy (true).
-    pub terminate_when_unhealthy: bool,
+    /// Reward weights and termination (1.0, 1e-3, 1.0, true).
+    pub locomotion: LocomotionWeights,
     /// Open interval for the torso height ((0.8, 2.0)).
     pub healthy_z_range: (f64, f64),
     /// Open interval for the torso pitch ((-1, 1)).
@@ -52,10 +46,7 @@ impl Walker2d {
         let sim = MujocoSim::load(XML, "models/walker2d.xml", config, 4)?;
         expect_sizes(Walker2dTask::ID, &sim, 9, 9, 6)?;
         let task = Walker2dTask {
-            forward_reward_weight: config.forward_reward_weight.unwrap_or(1.0),
-            ctrl_cost_weight: config.ctrl_cost_weight.unwrap_or(1e-3),
-            healthy_reward: config.healthy_reward.unwrap_or(1.0),
-            terminate_when_unhealthy: config.terminate_when_unhealthy.unwrap_or(true),
+            locomotion: LocomotionWeights::from_config(config),
             healthy_z_range: config.healthy_z_range.unwrap_or((0.8, 2.0)),
             healthy_angle_range: config.healthy_angle_range.unwrap_or((-1.0, 1.0)),
             reset_noise_scale: config.reset_noise_scale.unwrap_or(5e-3),
@@ -103,12 +94,6 @@ impl MujocoTask for Walker2dTask {
     }
 
     fn step(&mut self, sim: &mut MujocoSim, action: &[f64]) -> TaskStep {
-        let weights = LocomotionWeights {
-            forward_reward_weight: self.forward_reward_weight,
-            ctrl_cost_weight: self.ctrl_cost_weight,
-            healthy_reward: self.healthy_reward,
-            terminate_when_unhealthy: self.terminate_when_unhealthy,
-        };
-        locomotion_step(sim, action, &weights, |sim| self.is_healthy(sim))
+        locomotion_step(sim, action, &self.locomotion, |sim| self.is_healthy(sim))
     }
 }
