@@ -9,7 +9,9 @@
 //!   gradient, the Stackelberg gradient), [`algos`] (on-policy AC and STAC; SAC, Res-SAC,
 //!   Stack-SAC), [`train`] (run directories, metrics, checkpoints, the off-policy trainer),
 //!   [`replay`], [`rng`], the tabular [`lab`] (exact policy-gradient quantities and the
-//!   papers' theorems) and the CLI.
+//!   papers' theorems), learning-curve [`plot`]s and the CLI.
+//! * [`render`] (default `render` feature, on top of `trainer`): rollouts rendered offscreen
+//!   by MuJoCo on EGL and written as H.264 MP4, GIF or PNG frames.
 
 #![warn(missing_docs)]
 
@@ -28,6 +30,10 @@ pub mod cli;
 pub mod lab;
 #[cfg(feature = "trainer")]
 pub mod nn;
+#[cfg(feature = "trainer")]
+pub mod plot;
+#[cfg(feature = "render")]
+pub mod render;
 #[cfg(feature = "trainer")]
 pub mod replay;
 #[cfg(feature = "trainer")]

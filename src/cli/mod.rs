@@ -1,5 +1,8 @@
 //! The command-line interface behind the `stackrl` binary.
 
+mod plot;
+#[cfg(feature = "render")]
+mod render;
 mod train;
 
 use crate::bench::{EnvBenchConfig, bench_envs, format_table};
@@ -8,6 +11,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rand::{Rng, SeedableRng};
 use std::process::ExitCode;
 
+pub use plot::PlotArgs;
+#[cfg(feature = "render")]
+pub use render::RenderArgs;
 pub use train::{BenchSacArgs, TrainArgs};
 
 /// stackrl: native MuJoCo environments with Gymnasium's definitions, and
@@ -30,6 +36,13 @@ pub enum Command {
     /// Train SAC, Res-SAC or Stack-SAC (paper 001) on an environment, with evaluations,
     /// metrics and resumable checkpoints in a run directory.
     Train(Box<TrainArgs>),
+    /// Render a trained agent (--run) or a random / zero policy (--env) to H.264 MP4, GIF
+    /// or PNG frames with MuJoCo's offscreen renderer.
+    #[cfg(feature = "render")]
+    Render(Box<RenderArgs>),
+    /// Plot learning curves of runs: mean ± std across seeds per (env, algo), one panel
+    /// per environment, PNG or SVG.
+    Plot(PlotArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -131,6 +144,9 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), String> {
             let sub = matches.subcommand_matches("train").unwrap_or(&empty);
             train::train_command(&args, sub)
         }
+        #[cfg(feature = "render")]
+        Command::Render(args) => render::render_command(&args),
+        Command::Plot(args) => plot::plot_command(&args),
         Command::Bench(BenchCommand::Sac(args)) => train::bench_sac_command(&args),
         Command::Bench(BenchCommand::Envs(args)) => {
             if args.threads.contains(&0) {

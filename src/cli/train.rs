@@ -160,6 +160,10 @@ pub struct TrainArgs {
     /// Testing aid: stop once this many steps are done, as if killed (no final checkpoint).
     #[arg(long)]
     pub interrupt_at: Option<u64>,
+    /// Record one deterministic evaluation episode every this many steps to
+    /// RUN/videos/rl-video-step-<step>.mp4 (own environment and seed: metrics unchanged).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub video_every: Option<u64>,
 }
 
 /// The option ids that make up a [`TrainConfig`] (the rest are launch options).
@@ -318,6 +322,7 @@ pub(super) fn train_command(a: &TrainArgs, m: &ArgMatches) -> Result<(), String>
         runs_root: a.runs_root.clone(),
         progress,
         interrupt_at: a.interrupt_at,
+        video_every: a.video_every,
     };
     if let Some(dir) = &a.resume {
         let extra: Vec<String> = CONFIG_KEYS

@@ -113,6 +113,7 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
         let pad = ((y1 - y0) * 0.05).max(1e-9);
         (y0, y1) = (y0 - pad, y1 + pad);
     }
+    crate::plot::register_fonts();
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let mut builder = ChartBuilder::on(&root);

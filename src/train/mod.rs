@@ -95,6 +95,10 @@ pub enum TrainError {
     /// A tensor error.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Recording a video failed (`video_every`).
+    #[cfg(feature = "render")]
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
     /// A JSON error.
     #[error("{what}: {source}")]
     Json {

@@ -276,6 +276,9 @@ pub struct RunOptions {
     /// Testing aid: stop once this many environment steps are done, as if the process had
     /// been killed there (no final checkpoint, no final evaluation).
     pub interrupt_at: Option<u64>,
+    /// Record one deterministic evaluation episode every this many steps into
+    /// `<run>/videos/` (see [`crate::render::recorder`]; needs the `render` feature).
+    pub video_every: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -285,6 +288,7 @@ impl Default for RunOptions {
             runs_root: PathBuf::from("runs"),
             progress: ProgressMode::Auto,
             interrupt_at: None,
+            video_every: None,
         }
     }
 }
@@ -440,11 +444,14 @@ impl Interval {
     }
 }
 
-const META_FILE: &str = "meta.json";
-const WEIGHTS_FILE: &str = "weights.safetensors";
+/// A checkpoint's metadata file (format, algorithm, environment, widths, counters).
+pub const META_FILE: &str = "meta.json";
+/// A checkpoint's network weights (targets included).
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const REPLAY_FILE: &str = "replay.safetensors";
-const FORMAT: &str = "stackrl-sac-checkpoint-v1";
+/// The `format` of this trainer's checkpoints.
+pub const FORMAT: &str = "stackrl-sac-checkpoint-v1";
 
 /// A checkpoint's `meta.json`: identity (for mismatch checks), counters, RNG state, metrics
 /// positions and the interval sums.
@@ -752,6 +759,34 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<TrainSummary, Trai
 }
 
 impl Session {
+    /// The `--video-every` recorder, opened before training so a missing EGL fails early.
+    #[cfg(feature = "render")]
+    fn video_recorder(
+        &self,
+        every: Option<u64>,
+    ) -> Result<Option<crate::render::VideoRecorder>, TrainError> {
+        let Some(every) = every else { return Ok(None) };
+        let view = crate::render::ViewOptions::default();
+        let rec = crate::render::VideoRecorder::new(
+            &self.run_dir,
+            &self.config.env,
+            every,
+            self.eval_seed(0),
+            &view,
+        )?;
+        Ok(Some(rec))
+    }
+
+    #[cfg(not(feature = "render"))]
+    fn video_recorder(&self, every: Option<u64>) -> Result<Option<()>, TrainError> {
+        match every {
+            None => Ok(None),
+            Some(_) => Err(TrainError::Config(
+                "video_every needs stackrl built with the `render` feature".into(),
+            )),
+        }
+    }
+
     fn eval_seed(&self, i: usize) -> u64 {
         // Fixed per run and independent of the training stream: every evaluation sees the
         // same initial states.
@@ -816,6 +851,8 @@ impl Session {
         let env = make_env(&cfg)?.env;
         let mut eval_env = make_env(&cfg)?.env;
         let mut runner = EpisodeRunner::new(env);
+        #[cfg_attr(not(feature = "render"), allow(unused_mut, unused_variables))]
+        let mut videos = self.video_recorder(options.video_every)?;
         let progress = Progress::new(
             options.progress,
             cfg.steps,
@@ -965,6 +1002,24 @@ impl Session {
                 interval_steps = 0;
             } else if step.is_multiple_of(100) {
                 progress.update(step, "");
+            }
+
+            // Record a video (own environment and seed: the run's numbers do not change).
+            #[cfg(feature = "render")]
+            if let Some(rec) = videos.as_mut().filter(|r| r.due(step)) {
+                let t = Instant::now();
+                let agent = &self.agent;
+                let mut policy = crate::render::FnPolicy(|obs: &[f64]| {
+                    agent
+                        .act_deterministic(obs)
+                        .map_err(|e| crate::render::RenderError::Policy(e.to_string()))
+                });
+                let (path, ret) = rec.record(step, &mut policy)?;
+                progress.println(&format!(
+                    "step {step}: video {} (return {ret:.1})",
+                    path.display()
+                ));
+                interval_excluded += t.elapsed().as_secs_f64();
             }
 
             // Evaluate.
