@@ -18,8 +18,8 @@
 //!
 //! # Fonts
 //!
-//! Text is drawn with an embedded font (Atkinson Hyperlegible Mono, SIL Open Font License
-//! 1.1, `assets/fonts/`), registered with plotters' `ab_glyph` backend by
+//! Text is drawn with an embedded font (Atkinson Hyperlegible Next, its default regular
+//! weight; SIL Open Font License 1.1, `assets/fonts/`), registered with plotters' `ab_glyph` backend by
 //! [`register_fonts`], so no system font is needed; PNGs are drawn into a buffer and
 //! encoded with the `png` crate.
 
@@ -32,7 +32,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 /// The embedded font (SIL Open Font License 1.1; see `assets/fonts/OFL.txt`).
-pub const FONT: &[u8] = include_bytes!("../assets/fonts/AtkinsonHyperlegibleMono-Regular.ttf");
+pub const FONT: &[u8] = include_bytes!("../assets/fonts/AtkinsonHyperlegibleNext-Variable.ttf");
 
 /// Registers [`FONT`] as plotters' `sans-serif`, `serif` and `monospace` families. Every
 /// plotters chart of this crate calls it first (with the `ab_glyph` font backend, text in a
@@ -369,8 +369,9 @@ fn draw<DB: DrawingBackend>(
             .x_desc("environment steps")
             .y_desc(metric)
             .x_labels(6)
-            .y_labels(6)
+            .y_labels(8)
             .x_label_formatter(&|x| format_steps(*x))
+            .y_label_formatter(&|y| format_value(*y))
             .label_style(("sans-serif", 13))
             .light_line_style(WHITE.mix(0.0))
             .draw()
@@ -435,6 +436,23 @@ fn format_steps(x: f64) -> String {
     }
 }
 
+/// Axis values with at most 3 significant decimals, trailing zeros dropped.
+fn format_value(y: f64) -> String {
+    let a = y.abs();
+    let s = if a >= 100.0 || a == 0.0 {
+        format!("{y:.0}")
+    } else if a >= 1.0 {
+        format!("{y:.2}")
+    } else {
+        format!("{y:.3}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 fn trim(x: f64) -> String {
     let s = format!("{x:.1}");
     s.strip_suffix(".0").map(String::from).unwrap_or(s)
@@ -476,5 +494,8 @@ mod tests {
         assert_eq!(g[0].mean, vec![0.0, 3.0, 10.0]);
         assert_eq!(format_steps(20000.0), "20k");
         assert_eq!(format_steps(1_500_000.0), "1.5M");
+        assert_eq!(format_value(-500.0), "-500");
+        assert_eq!(format_value(2.5), "2.5");
+        assert_eq!(format_value(0.125), "0.125");
     }
 }

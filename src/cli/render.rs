@@ -15,8 +15,8 @@ display, no GPU; on Debian: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri
 CartPole-v1 is drawn as Gymnasium draws it. The frame rate is the environment's render_fps
 divided by --stride. Between episodes the last frame fades to black (0.3 s).
 
-Cameras (--camera): default (Gymnasium's view; locomotion tasks track the torso), free,
-track:BODY_ID, or a camera of the model by name or id.
+Cameras (--camera): default (Gymnasium's view; locomotion tasks track the torso),
+free[:DISTANCE[:ELEVATION[:AZIMUTH]]], track:BODY_ID, or a camera of the model by name or id.
 
 Examples:
   stackrl render --env Hopper-v5 --policy random --out hopper.mp4

@@ -95,9 +95,10 @@ pub enum CameraChoice {
 impl std::str::FromStr for CameraChoice {
     type Err = String;
 
-    /// `default`, `free` (Gymnasium's starting free camera), `track:BODY_ID` (tracking with
-    /// the default distance 3 and elevation −20), a model camera id (`-1` is the free camera,
-    /// as Gymnasium's `camera_id`) or a model camera name.
+    /// `default`, `free[:DISTANCE[:ELEVATION[:AZIMUTH]]]` (Gymnasium's starting free camera,
+    /// optionally moved), `track:BODY_ID` (tracking with distance 3 and elevation −20), a
+    /// model camera id (`-1` is the free camera, as Gymnasium's `camera_id`) or a model
+    /// camera name.
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if s.is_empty() {
@@ -112,7 +113,25 @@ impl std::str::FromStr for CameraChoice {
                 elevation: ELEVATION,
             }),
             _ => {
-                if let Some(body) = s.strip_prefix("track:") {
+                if let Some(rest) = s.strip_prefix("free:") {
+                    let v = rest
+                        .split(':')
+                        .map(|x| x.parse::<f64>().ok().filter(|x| x.is_finite()))
+                        .collect::<Option<Vec<f64>>>()
+                        .filter(|v| (1..=3).contains(&v.len()) && v[0] > 0.0)
+                        .ok_or_else(|| {
+                            format!(
+                                "camera {s:?}: expected free:DISTANCE[:ELEVATION[:AZIMUTH]] \
+                                 (degrees, distance > 0)"
+                            )
+                        })?;
+                    CameraChoice::Spec(CameraSpec::Free {
+                        lookat: None,
+                        distance: Some(v[0]),
+                        elevation: v.get(1).copied().unwrap_or(ELEVATION),
+                        azimuth: v.get(2).copied().unwrap_or(AZIMUTH),
+                    })
+                } else if let Some(body) = s.strip_prefix("track:") {
                     let body = body
                         .parse::<usize>()
                         .map_err(|_| format!("camera {s:?}: expected track:BODY_ID"))?;
@@ -162,6 +181,17 @@ mod tests {
             Ok(CameraChoice::Spec(CameraSpec::Named("track".into())))
         );
         assert!("track:x".parse::<CameraChoice>().is_err());
+        assert_eq!(
+            "free:0.9:-90".parse::<CameraChoice>(),
+            Ok(CameraChoice::Spec(CameraSpec::Free {
+                lookat: None,
+                distance: Some(0.9),
+                azimuth: AZIMUTH,
+                elevation: -90.0,
+            }))
+        );
+        assert!("free:-1".parse::<CameraChoice>().is_err());
+        assert!("free:1:2:3:4".parse::<CameraChoice>().is_err());
         assert!(matches!(
             default_camera("Hopper-v5"),
             CameraSpec::Tracking { body: 2, .. }

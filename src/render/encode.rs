@@ -180,6 +180,11 @@ impl Mp4Sink {
                 "H.264 needs an even width and height, got {width}x{height}"
             )));
         }
+        if width.max(height) > 3840 || width.min(height) > 2160 {
+            return Err(RenderError::Invalid(format!(
+                "OpenH264 encodes at most 3840x2160 (or 2160x3840), got {width}x{height}"
+            )));
+        }
         let file = File::create(path).map_err(out_err(path))?;
         let config = mp4::Mp4Config {
             major_brand: "isom".parse().expect("valid FourCC"),

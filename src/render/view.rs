@@ -274,14 +274,9 @@ impl FrameSource for MujocoView {
         Ok(())
     }
 
-    fn render(
-        &mut self,
-        env: &dyn Env,
-        _obs: &[f64],
-        frame: &mut Frame,
-    ) -> Result<(), RenderError> {
+    fn render(&mut self, env: &dyn Env, obs: &[f64], frame: &mut Frame) -> Result<(), RenderError> {
         if !self.placed {
-            self.begin_episode(env, _obs)?;
+            self.begin_episode(env, obs)?;
         } else {
             self.copy_state(env)?;
         }
