@@ -75,6 +75,7 @@ fn render_random(
         width: w,
         height: h,
         camera: CameraChoice::Default,
+        ..ViewOptions::default()
     };
     let mut view = make_view(env.as_ref(), &options).unwrap();
     let mut policy = RandomPolicy::new(env.action_space(), 7).unwrap();
@@ -266,6 +267,7 @@ fn rendering_does_not_change_the_rollout() {
                     width: 64,
                     height: 64,
                     camera: CameraChoice::Default,
+                    ..ViewOptions::default()
                 },
             )
             .unwrap()
@@ -299,6 +301,7 @@ fn cameras_and_bad_options_are_checked() {
                 width: w,
                 height: 64,
                 camera,
+                ..ViewOptions::default()
             },
         )
         .map(|_| ())

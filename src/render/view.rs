@@ -11,6 +11,9 @@ use crate::envs::Env;
 /// Half the pole's length in CartPole-v1 (Gymnasium's `length`).
 const POLE_HALF_LENGTH: f64 = 0.5;
 
+/// Side of the shadow map (see [`MujocoView::new`]).
+const SHADOW_SIZE: i32 = 1024;
+
 /// Largest width or height accepted (MuJoCo's offscreen buffer is allocated at this size).
 pub const MAX_SIZE: u32 = 4096;
 
@@ -23,6 +26,9 @@ pub struct ViewOptions {
     pub height: u32,
     /// The camera.
     pub camera: CameraChoice,
+    /// Multisample anti-aliasing samples per pixel (MuJoCo's `offsamples`, default 4; 0 turns
+    /// anti-aliasing off, which about halves the time per frame on Mesa's llvmpipe).
+    pub msaa: u32,
 }
 
 impl Default for ViewOptions {
@@ -31,6 +37,7 @@ impl Default for ViewOptions {
             width: 480,
             height: 480,
             camera: CameraChoice::Default,
+            msaa: 4,
         }
     }
 }
@@ -44,6 +51,12 @@ impl ViewOptions {
                     "{name} must be between 16 and {MAX_SIZE} pixels, got {v}"
                 )));
             }
+        }
+        if self.msaa > 16 {
+            return Err(RenderError::Invalid(format!(
+                "msaa must be at most 16 samples, got {}",
+                self.msaa
+            )));
         }
         Ok(())
     }
@@ -139,9 +152,14 @@ impl MujocoView {
         {
             // SAFETY: the offscreen buffer size is a visual option; it changes no array size
             // of mjData (Gymnasium grows it the same way).
-            let global = &mut unsafe { model.ffi_mut() }.vis.global;
-            global.offwidth = global.offwidth.max(options.width as i32);
-            global.offheight = global.offheight.max(options.height as i32);
+            let vis = &mut unsafe { model.ffi_mut() }.vis;
+            vis.global.offwidth = vis.global.offwidth.max(options.width as i32);
+            vis.global.offheight = vis.global.offheight.max(options.height as i32);
+            // MuJoCo's default 4096² shadow map is a per-frame cost independent of the frame
+            // size on Mesa's software rasteriser: 1024² halved the CPU time of a 147-frame
+            // Hopper render (13.0 s → 6.7 s) and still casts the shadows.
+            vis.quality.shadowsize = vis.quality.shadowsize.min(SHADOW_SIZE);
+            vis.quality.offsamples = options.msaa as i32;
         }
         let spec = options.camera.resolve(env.id());
         let ncam = model.ffi().ncam as usize;
