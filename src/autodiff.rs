@@ -342,6 +342,23 @@ fn flatten_like(v: &[Tensor], params: &[Var], what: &str) -> Result<Tensor> {
     flatten(v)
 }
 
+/// How the trainers apply the critic's second derivatives (Hessian-vector and mixed
+/// products of the Stackelberg gradient).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CurvatureEngine {
+    /// Exact products by Pearlmutter's R-operator on the critic's cached activations
+    /// ([`crate::nn::MlpCurvature`]: one pass of matrix products forward and one backward per
+    /// product, no graph), and the mixed term as one first-order backward pass of a weighted
+    /// surrogate. Same values as [`CurvatureEngine::Autodiff`] up to rounding; needs MLP
+    /// critics (every critic this crate builds is one).
+    #[default]
+    Fast,
+    /// Candle's reverse-over-reverse double backward ([`GradGraph`]): the reference, for any
+    /// differentiable loss; needs [`enable_second_order`].
+    Autodiff,
+}
+
 /// Conjugate-gradient options.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CgOptions {
@@ -560,7 +577,29 @@ pub fn stackelberg_gradient(
     if theta.is_empty() || w.is_empty() {
         candle_core::bail!("stackelberg_gradient: empty θ or w");
     }
-    check_scalar(objective, "stackelberg_gradient objective")?;
+    let (direct, objective_grad_w) = split_grads(objective, theta, w)?;
+
+    let hess = GradGraph::new(critic_loss, w)?;
+    implicit_gradient(
+        direct,
+        objective_grad_w,
+        |v| hess.hvp(v),
+        |u| {
+            let flat = match mixed_loss {
+                None => hess.mixed(u, theta)?,
+                Some(m) => GradGraph::new(m, w)?.mixed(u, theta)?,
+            };
+            unflatten(&flat, &shapes_of(theta))
+        },
+        options,
+        warm_start,
+    )
+}
+
+/// One backward pass of the scalar `objective`: its gradient per `theta` variable and its
+/// gradient over `w`, flat (both detached; zeros where it does not depend on a variable).
+pub fn split_grads(objective: &Tensor, theta: &[Var], w: &[Var]) -> Result<(Vec<Tensor>, Tensor)> {
+    check_scalar(objective, "split_grads")?;
     let store = objective.backward()?;
     let direct = theta
         .iter()
@@ -570,13 +609,34 @@ pub fn stackelberg_gradient(
         })
         .collect::<Result<Vec<_>>>()?;
     let objective_grad_w = collect_flat(&store, w)?.detach();
-    drop(store);
+    Ok((direct, objective_grad_w))
+}
 
-    let hess = GradGraph::new(critic_loss, w)?;
+/// The second half of [`stackelberg_gradient`] for callers that compute the derivatives
+/// themselves (e.g. by the R-operator, [`crate::nn::MlpCurvature`]): given `∂J/∂θ`
+/// (`direct`, per θ variable), `∂J/∂w` (flat), the Hessian product `hvp(v) = (∂²L/∂w²) v`
+/// (flat) and the mixed product `mixed(u) = (∂²L/∂θ∂w) u` (per θ variable), solves
+/// `(∂²L/∂w² + λI) u = ∂J/∂w` by conjugate gradient from `warm_start` and returns
+/// `dJ/dθ = ∂J/∂θ − mixed(u)`.
+pub fn implicit_gradient<H, M>(
+    direct: Vec<Tensor>,
+    objective_grad_w: Tensor,
+    mut hvp: H,
+    mixed: M,
+    options: &ImplicitOptions,
+    warm_start: Option<&Tensor>,
+) -> Result<StackelbergGradient>
+where
+    H: FnMut(&Tensor) -> Result<Tensor>,
+    M: FnOnce(&Tensor) -> Result<Vec<Tensor>>,
+{
+    if !(options.lambda.is_finite() && options.lambda >= 0.0) {
+        candle_core::bail!("implicit_gradient: λ must be finite and >= 0");
+    }
     let lambda = options.lambda;
     let cg = conjugate_gradient(
         |v| {
-            let hv = hess.hvp(v)?;
+            let hv = hvp(v)?;
             if lambda == 0.0 {
                 Ok(hv)
             } else {
@@ -587,11 +647,14 @@ pub fn stackelberg_gradient(
         &options.cg,
         warm_start,
     )?;
-    let implicit_flat = match mixed_loss {
-        None => hess.mixed(&cg.x, theta)?,
-        Some(m) => GradGraph::new(m, w)?.mixed(&cg.x, theta)?,
-    };
-    let implicit = unflatten(&implicit_flat, &shapes_of(theta))?;
+    let implicit = mixed(&cg.x)?;
+    if implicit.len() != direct.len() {
+        candle_core::bail!(
+            "implicit_gradient: mixed product has {} tensors, ∂J/∂θ {}",
+            implicit.len(),
+            direct.len()
+        );
+    }
     let total = direct
         .iter()
         .zip(&implicit)

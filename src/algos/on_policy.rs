@@ -105,6 +105,10 @@ pub struct StacConfig {
     pub warm_start: bool,
     /// Exact Hessian (default) or Gauss-Newton.
     pub hessian: CriticHessian,
+    /// How the Hessian-vector and mixed products are computed (the fast R-operator by
+    /// default; Candle's double backward as reference). Same values up to rounding.
+    #[serde(default)]
+    pub curvature: crate::autodiff::CurvatureEngine,
 }
 
 impl Default for StacConfig {
@@ -119,6 +123,7 @@ impl Default for StacConfig {
             cg_true_residual: false,
             warm_start: false,
             hessian: CriticHessian::Exact,
+            curvature: crate::autodiff::CurvatureEngine::Fast,
         }
     }
 }
