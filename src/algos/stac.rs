@@ -370,7 +370,7 @@ pub fn fast_direction(
         2.0 / n as f64,
         residual,
     )?;
-    let hess = CurvatureBlocks::new(vec![net], vec![autodiff::shapes_of(agent.critic.vars())])?;
+    let hess = CurvatureBlocks::new(vec![net])?;
     let (dt, dev) = (batch.obs.dtype(), batch.obs.device().clone());
     let sg = autodiff::implicit_gradient(
         direct,

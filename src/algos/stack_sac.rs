@@ -181,7 +181,6 @@ fn critic_blocks(
 ) -> Result<CurvatureBlocks, AlgoError> {
     let (x, y) = (x.narrow(0, 0, rows)?, y.narrow(0, 0, rows)?);
     let mut nets = Vec::with_capacity(2);
-    let mut shapes = Vec::with_capacity(2);
     for q in agent.critic().online() {
         // ½ E[(Q_i − y)²] over the rows: scale 1/rows.
         nets.push(MlpCurvature::new(
@@ -191,9 +190,8 @@ fn critic_blocks(
             1.0 / rows as f64,
             residual,
         )?);
-        shapes.push(autodiff::shapes_of(q.vars()));
     }
-    Ok(CurvatureBlocks::new(nets, shapes)?)
+    Ok(CurvatureBlocks::new(nets)?)
 }
 
 /// Eq. (43) on minibatch `b` for the actor loss in `parts` ([`actor_parts`]) and next-action
