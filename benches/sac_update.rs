@@ -9,7 +9,8 @@
 //!
 //! Options (after `--`): `--threads 1,2`, `--sizes 256x256/256,128x128/128`, `--iters 100`
 //! (SAC updates per repetition; Stack-SAC runs a fifth, at least 5), `--repeats 5`,
-//! `--cg-iters 10`, `--only LABEL` (SAC and the Stack-SAC row of that label, e.g.
+//! `--cg-iters 10`, `--subsample 4` (denominators of the sub-sampled rows, e.g. `4,8`),
+//! `--only LABEL` (SAC and the Stack-SAC row of that label, e.g.
 //! `"stack-sac, fast"`, for profiling). Figures: median updates/s (wall) and median CPU ms per update of the
 //! whole process (with 1 thread that is the computing thread's time, which other processes
 //! on a busy machine disturb much less than wall time), and the cost relative to SAC
@@ -37,6 +38,8 @@ struct Args {
     repeats: usize,
     cg_iters: usize,
     only: Option<String>,
+    /// Sub-sample denominators: one fast row with HVPs on `batch / d` rows per entry.
+    subsample: Vec<usize>,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>, String> {
@@ -68,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         repeats: 5,
         cg_iters: 10,
         only: None,
+        subsample: vec![4],
     };
     // cargo passes `--bench` to harness-less benchmarks.
     let raw: Vec<String> = std::env::args()
@@ -92,18 +96,27 @@ fn parse_args() -> Result<Args, String> {
             "--repeats" => a.repeats = value.parse().map_err(|_| "bad --repeats")?,
             "--cg-iters" => a.cg_iters = value.parse().map_err(|_| "bad --cg-iters")?,
             "--only" => a.only = Some(value),
+            "--subsample" => a.subsample = parse_list(&value, "sub-sample denominator")?,
             other => return Err(format!("unknown option {other}")),
         }
     }
-    if a.threads.contains(&0) || a.iters == 0 || a.repeats == 0 || a.cg_iters == 0 {
+    if a.threads.contains(&0)
+        || a.subsample.contains(&0)
+        || a.iters == 0
+        || a.repeats == 0
+        || a.cg_iters == 0
+    {
         return Err("--threads, --iters, --repeats and --cg-iters must be positive".into());
     }
     Ok(a)
 }
 
 /// The rows of one size: (label, algorithm, engine, sub-sample).
-fn variants(batch: usize) -> Vec<(String, Algo, CurvatureEngine, Option<usize>)> {
-    vec![
+fn variants(
+    batch: usize,
+    subsample: &[usize],
+) -> Vec<(String, Algo, CurvatureEngine, Option<usize>)> {
+    let mut v = vec![
         ("sac".into(), Algo::Sac, CurvatureEngine::Fast, None),
         (
             "stack-sac, autodiff".into(),
@@ -117,20 +130,24 @@ fn variants(batch: usize) -> Vec<(String, Algo, CurvatureEngine, Option<usize>)>
             CurvatureEngine::Fast,
             None,
         ),
-        (
-            format!("stack-sac, fast, HVP on {}", (batch / 4).max(1)),
+    ];
+    for d in subsample {
+        let m = (batch / d).max(1);
+        v.push((
+            format!("stack-sac, fast, HVP on {m}"),
             Algo::StackSac,
             CurvatureEngine::Fast,
-            Some((batch / 4).max(1)),
-        ),
-    ]
+            Some(m),
+        ));
+    }
+    v
 }
 
 fn worker(a: &Args, threads: usize) -> Result<(), String> {
     stackrl::train::configure_threads(threads).map_err(|e| e.to_string())?;
     stackrl::autodiff::enable_second_order().map_err(|e| e.to_string())?;
     for (hidden, batch) in &a.sizes {
-        for (label, algo, engine, sub) in variants(*batch) {
+        for (label, algo, engine, sub) in variants(*batch, &a.subsample) {
             if a.only
                 .as_ref()
                 .is_some_and(|o| &label != o && algo != Algo::Sac)

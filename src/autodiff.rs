@@ -45,6 +45,10 @@
 //!   and whose `w`-gradient is eq. (20).
 //!
 //! Cost: one HVP is about two to four backward passes (measured in `tests/nn_timing.rs`).
+//! The trainers use this generic path as the reference ([`CurvatureEngine::Autodiff`]); by
+//! default they apply the same products by Pearlmutter's R-operator on cached MLP
+//! activations ([`crate::nn::MlpCurvature`], no graph, no second-order switch needed) and
+//! assemble the result with [`implicit_gradient`].
 
 use std::cell::Cell;
 use std::sync::Once;

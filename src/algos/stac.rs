@@ -9,9 +9,15 @@
 //! ```
 //!
 //! Nothing is formed densely: `(∂²L/∂w² + λI)⁻¹ ∂J/∂w` is solved by conjugate gradient with
-//! exact Hessian-vector products (double backward), and the mixed term is one more
-//! reverse-over-reverse product; both via [`crate::autodiff::stackelberg_gradient`]. λ → ∞
-//! recovers AC; λ = 0 is the pure Stackelberg step (the paper's CartPole setting).
+//! exact Hessian-vector products, then one mixed product. [`StacConfig::curvature`] picks
+//! the engine: [`CurvatureEngine::Fast`] (default, [`fast_direction`]: Pearlmutter's
+//! R-operator on the critic's cached activations, and the mixed term as one first-order
+//! backward pass of the policy's log-probabilities) or [`CurvatureEngine::Autodiff`]
+//! ([`autodiff_direction`]: double backward through the surrogates of [`losses`] via
+//! [`crate::autodiff::stackelberg_gradient`], the reference); same values up to rounding.
+//! λ → ∞ recovers AC; λ = 0 is the pure Stackelberg step (the paper's CartPole setting).
+//!
+//! [`StacConfig::curvature`]: super::on_policy::StacConfig::curvature
 //!
 //! # The three sample estimators
 //!

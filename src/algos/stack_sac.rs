@@ -12,11 +12,17 @@
 //!    `y(θ) = r + γ(1−d)(min_i Q̄_i(s′,a′_θ) − α ln π_θ(a′_θ|s′))` depends on θ through the
 //!    reparameterised next action `a′_θ = f_θ(ε′; s′)`. Without that dependence
 //!    `∂θ ∂φ J_Q = 0` and eq. (43) collapses to SAC;
-//! 3. [`autodiff::stackelberg_gradient`]: `u = (H + η I)⁻¹ ∂φ L_π` by conjugate gradient on
-//!    exact Hessian-vector products (double backward; never a dense Hessian), warm-started
-//!    from the previous round's `u`; then the mixed product `(∂θ ∂φ J_Q)ᵀ u`; the actor
-//!    takes an Adam step along `∂θ L_π − (∂θ ∂φ J_Q)ᵀ u`. Since the formula is linear in the
-//!    objective, passing the loss `L_π = −J_π` gives the negated ascent direction of eq. (43);
+//! 3. `u = (H + η I)⁻¹ ∂φ L_π` by conjugate gradient on exact Hessian-vector products (never
+//!    a dense Hessian), warm-started from the previous round's `u`; then the mixed product
+//!    `(∂θ ∂φ J_Q)ᵀ u`; the actor takes an Adam step along `∂θ L_π − (∂θ ∂φ J_Q)ᵀ u`. Since
+//!    the formula is linear in the objective, passing the loss `L_π = −J_π` gives the
+//!    negated ascent direction of eq. (43). Two engines ([`SacConfig::curvature`](super::SacConfig::curvature)):
+//!    [`CurvatureEngine::Fast`] (default, [`fast_stackelberg_gradient`]: Pearlmutter's
+//!    R-operator on the critics' cached activations, and the mixed term as one first-order
+//!    backward pass of a weighted target) and [`CurvatureEngine::Autodiff`] ([`losses`] +
+//!    [`stackelberg_gradient`]: Candle's double backward, the reference); same values up to
+//!    rounding (`tests/curvature_fast.rs`). `curvature_batch` optionally takes the
+//!    Hessian-vector products on a sub-sample of the minibatch (approximate, off by default);
 //! 4. the temperature step, as SAC.
 //!
 //! The Hessian is that of the semi-gradient loss: the target networks are not among the
