@@ -177,12 +177,49 @@ pub fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
     if a.shape() != b.shape() {
         candle_core::bail!("dot: shapes {:?} vs {:?}", a.shape(), b.shape());
     }
+    // CPU, contiguous, one float dtype: read the buffers in place (CG calls this twice per
+    // iteration; converting both operands to f64 tensors first cost more than the sum).
+    if let Some(d) = dot_in_place(a, b) {
+        return Ok(d);
+    }
     let (a, b) = if a.dtype() == DType::F64 {
         (a.detach(), b.detach())
     } else {
         (a.to_dtype(DType::F64)?, b.to_dtype(DType::F64)?)
     };
     (a * b)?.sum_all()?.to_scalar::<f64>()
+}
+
+fn dot_in_place(a: &Tensor, b: &Tensor) -> Option<f64> {
+    use candle_core::{CpuStorage, Storage};
+    if a.id() == b.id() {
+        // One read lock (`‖a‖²`, CG's residual norm).
+        let (sa, la) = a.storage_and_layout();
+        let (a0, a1) = la.contiguous_offsets()?;
+        return match &*sa {
+            Storage::Cpu(CpuStorage::F32(x)) => {
+                Some(x[a0..a1].iter().map(|p| *p as f64 * *p as f64).sum())
+            }
+            Storage::Cpu(CpuStorage::F64(x)) => Some(x[a0..a1].iter().map(|p| p * p).sum()),
+            _ => None,
+        };
+    }
+    let (sa, la) = a.storage_and_layout();
+    let (sb, lb) = b.storage_and_layout();
+    let ((a0, a1), (b0, b1)) = (la.contiguous_offsets()?, lb.contiguous_offsets()?);
+    match (&*sa, &*sb) {
+        (Storage::Cpu(CpuStorage::F32(x)), Storage::Cpu(CpuStorage::F32(y))) => Some(
+            x[a0..a1]
+                .iter()
+                .zip(&y[b0..b1])
+                .map(|(p, q)| *p as f64 * *q as f64)
+                .sum(),
+        ),
+        (Storage::Cpu(CpuStorage::F64(x)), Storage::Cpu(CpuStorage::F64(y))) => {
+            Some(x[a0..a1].iter().zip(&y[b0..b1]).map(|(p, q)| p * q).sum())
+        }
+        _ => None,
+    }
 }
 
 /// Collects `∂/∂v` for each `v` in `wrt` from a gradient store, flattened and concatenated

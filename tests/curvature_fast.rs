@@ -423,3 +423,23 @@ fn stac_epochs_fast_equal_autodiff() {
         assert!(ep < tol && ec < tol, "{precision:?}: {ep:.1e} {ec:.1e}");
     }
 }
+
+#[test]
+fn sub_sampled_hvp_is_the_hessian_of_the_first_rows() {
+    for act in [Activation::Relu, Activation::Tanh] {
+        let (net, x, y) = problem(act, DType::F64, 8);
+        let mut rng = Rng::seed_from_u64(2);
+        let v = flatten(&direction(net.vars(), &mut rng)).unwrap();
+        for residual in [Residual::Exact, Residual::Zero] {
+            let full = MlpCurvature::new(&net, &x, &y, 1.0 / 9.0, residual).unwrap();
+            let (got, jvp) = full.hvp_jvp_rows(&v, 4).unwrap();
+            let (x4, y4) = (x.narrow(0, 0, 4).unwrap(), y.narrow(0, 0, 4).unwrap());
+            let part = MlpCurvature::new(&net, &x4, &y4, 1.0 / 4.0, residual).unwrap();
+            let (want, jvp4) = part.hvp_jvp_flat(&v).unwrap();
+            let e = rel_err(&to_vec(&got), &to_vec(&want));
+            assert!(e < 1e-12, "{act:?} {residual:?}: {e:.1e}");
+            assert_eq!(to_vec(&jvp), to_vec(&jvp4));
+            assert!(full.hvp_jvp_rows(&v, 0).is_err() && full.hvp_jvp_rows(&v, 10).is_err());
+        }
+    }
+}

@@ -177,7 +177,8 @@ fn target_theta(
     Ok((&b.rewards + (agent.discount(b)? * soft_v)?)?)
 }
 
-/// The twin critics' cached passes for curvature products on the first `rows` rows of `x`.
+/// The twin critics' cached passes for curvature products on `x`, Hessian-vector products
+/// on its first `rows` rows.
 fn critic_blocks(
     agent: &SacAgent,
     x: &Tensor,
@@ -185,19 +186,18 @@ fn critic_blocks(
     rows: usize,
     residual: Residual,
 ) -> Result<CurvatureBlocks, AlgoError> {
-    let (x, y) = (x.narrow(0, 0, rows)?, y.narrow(0, 0, rows)?);
+    let n = x.dim(0)?;
     let mut nets = Vec::with_capacity(2);
     for q in agent.critic().online() {
-        // ½ E[(Q_i − y)²] over the rows: scale 1/rows.
-        nets.push(MlpCurvature::new(
-            q.mlp(),
-            &x,
-            &y,
-            1.0 / rows as f64,
-            residual,
-        )?);
+        // ½ E[(Q_i − y)²]: scale 1/N.
+        nets.push(MlpCurvature::new(q.mlp(), x, y, 1.0 / n as f64, residual)?);
     }
-    Ok(CurvatureBlocks::new(nets)?)
+    let blocks = CurvatureBlocks::new(nets)?;
+    Ok(if rows < n {
+        blocks.with_hvp_rows(rows)?
+    } else {
+        blocks
+    })
 }
 
 /// Eq. (43) on minibatch `b` for the actor loss in `parts` ([`actor_parts`]) and next-action
@@ -240,14 +240,8 @@ pub fn fast_stackelberg_gradient(
         grad_w,
         |v| hess.hvp(v),
         |u| {
-            // The JVPs need the whole minibatch; forward quantities only.
-            let jv = if rows == n {
-                hess.jvps(u)?
-            } else {
-                critic_blocks(agent, &x, &y_fixed, n, Residual::Zero)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-                    .jvps(u)?
-            };
+            // The JVPs cover the whole minibatch (also with sub-sampled HVPs).
+            let jv = hess.jvps(u)?;
             let mut sum = jv[0].clone();
             for j in &jv[1..] {
                 sum = (sum + j)?;

@@ -195,8 +195,8 @@ impl<T: WithDType> Cache<T> {
     }
 
     /// R-forward: `R{z_l}` and `R{h_l}` of every layer for the flat direction `v`.
-    fn r_forward(&self, v: &[T]) -> (Vec<Vec<T>>, Vec<Vec<T>>) {
-        let n = self.n;
+    /// R-forward on the first `n` rows.
+    fn r_forward(&self, v: &[T], n: usize) -> (Vec<Vec<T>>, Vec<Vec<T>>) {
         let mut rz: Vec<Vec<T>> = Vec::with_capacity(self.layers.len());
         let mut rh: Vec<Vec<T>> = Vec::with_capacity(self.layers.len());
         let mut off = 0;
@@ -239,10 +239,10 @@ impl<T: WithDType> Cache<T> {
         (rz, rh)
     }
 
-    /// `H v` into `out` (flat, same layout as `v`) and the JVP `R{f}`.
-    fn hvp(&self, v: &[T], out: &mut [T]) -> Vec<T> {
-        let n = self.n;
-        let (rz, rh) = self.r_forward(v);
+    /// `H v` into `out` (flat, same layout as `v`) and the JVP `R{f}`, on the first `n` rows
+    /// (all `self.n`: exact; fewer: the sub-sampled Hessian, rescaled to the same mean).
+    fn hvp(&self, v: &[T], out: &mut [T], n: usize) -> Vec<T> {
+        let (rz, rh) = self.r_forward(v, n);
         let count = self.layers.len();
         let jvp = rh[count - 1].clone();
         // R{g_L} = scale R{h_L}.
@@ -320,6 +320,13 @@ impl<T: WithDType> Cache<T> {
                 );
             }
             rg = next;
+        }
+        if n < self.n {
+            // Every term is linear in `scale` (1/N): rescale to the sub-sample's mean.
+            let f = T::from_f64(self.n as f64 / n as f64);
+            for o in out.iter_mut() {
+                *o *= f;
+            }
         }
         jvp
     }
@@ -502,14 +509,25 @@ impl MlpCurvature {
 
     /// `H v` and the JVP for a flat direction (a 1-D tensor of [`MlpCurvature::numel`]).
     pub fn hvp_jvp_flat(&self, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.hvp_jvp_rows(v, self.out.elem_count())
+    }
+
+    /// As [`MlpCurvature::hvp_jvp_flat`] with the Hessian taken on the first `rows` rows of
+    /// the batch only, scaled to the same mean (`(N/rows)` times their terms; sub-sampled
+    /// curvature, Martens 2010); the JVP covers those rows.
+    pub fn hvp_jvp_rows(&self, v: &Tensor, rows: usize) -> Result<(Tensor, Tensor)> {
         let dev = v.device();
         let n_out = self.out.elem_count();
+        if rows == 0 || rows > n_out {
+            candle_core::bail!("MlpCurvature: {rows} rows of a batch of {n_out}");
+        }
+        let n_out = rows;
         match &self.cache {
             Typed::F32(c) => {
                 let v = v.to_dtype(DType::F32)?.to_vec1::<f32>()?;
                 check_len(v.len(), c.numel())?;
                 let mut out = vec![0f32; v.len()];
-                let jvp = c.hvp(&v, &mut out);
+                let jvp = c.hvp(&v, &mut out, rows);
                 let p = out.len();
                 Ok((
                     Tensor::from_vec(out, p, dev)?,
@@ -520,7 +538,7 @@ impl MlpCurvature {
                 let v = v.to_dtype(DType::F64)?.to_vec1::<f64>()?;
                 check_len(v.len(), c.numel())?;
                 let mut out = vec![0f64; v.len()];
-                let jvp = c.hvp(&v, &mut out);
+                let jvp = c.hvp(&v, &mut out, rows);
                 let p = out.len();
                 Ok((
                     Tensor::from_vec(out, p, dev)?,
@@ -538,13 +556,13 @@ impl MlpCurvature {
             Typed::F32(c) => {
                 let v = v.to_dtype(DType::F32)?.to_vec1::<f32>()?;
                 check_len(v.len(), c.numel())?;
-                let (_, rh) = c.r_forward(&v);
+                let (_, rh) = c.r_forward(&v, c.n);
                 Tensor::from_vec(rh[rh.len() - 1].clone(), n_out, dev)
             }
             Typed::F64(c) => {
                 let v = v.to_dtype(DType::F64)?.to_vec1::<f64>()?;
                 check_len(v.len(), c.numel())?;
-                let (_, rh) = c.r_forward(&v);
+                let (_, rh) = c.r_forward(&v, c.n);
                 Tensor::from_vec(rh[rh.len() - 1].clone(), n_out, dev)
             }
         }
@@ -575,6 +593,7 @@ impl MlpCurvature {
 #[derive(Debug)]
 pub struct CurvatureBlocks {
     nets: Vec<MlpCurvature>,
+    rows: Option<usize>,
 }
 
 impl CurvatureBlocks {
@@ -583,7 +602,18 @@ impl CurvatureBlocks {
         if nets.is_empty() {
             candle_core::bail!("CurvatureBlocks: no networks");
         }
-        Ok(Self { nets })
+        Ok(Self { nets, rows: None })
+    }
+
+    /// Takes the Hessian-vector products on the first `rows` rows of the batch only (see
+    /// [`MlpCurvature::hvp_jvp_rows`]); the JVPs still cover the whole batch.
+    pub fn with_hvp_rows(mut self, rows: usize) -> Result<Self> {
+        let n = self.nets[0].output().elem_count();
+        if rows == 0 || rows > n {
+            candle_core::bail!("CurvatureBlocks: {rows} rows of a batch of {n}");
+        }
+        self.rows = Some(rows);
+        Ok(self)
     }
 
     /// Total number of parameters.
@@ -617,7 +647,10 @@ impl CurvatureBlocks {
             .nets
             .iter()
             .zip(self.parts(&v.detach())?)
-            .map(|(net, vi)| Ok(net.hvp_jvp_flat(&vi)?.0))
+            .map(|(net, vi)| {
+                let rows = self.rows.unwrap_or(net.output().elem_count());
+                Ok(net.hvp_jvp_rows(&vi, rows)?.0)
+            })
             .collect::<Result<Vec<_>>>()?;
         if parts.len() == 1 {
             return Ok(parts[0].clone());
