@@ -1233,16 +1233,19 @@ impl OnPolicyAgent {
 
 /// Trains on a registered environment for `epochs` epochs from `seed` (network
 /// initialisation, actions and environment resets all drawn from `Rng::seed_from_u64(seed)`)
-/// and returns each epoch's statistics and timings. For STAC it first enables second-order
-/// gradients ([`crate::autodiff::enable_second_order`]), so call it from a thread that has
-/// not run a backward pass yet.
+/// and returns each epoch's statistics and timings. For STAC on the autodiff curvature
+/// engine it first enables second-order gradients ([`crate::autodiff::enable_second_order`]),
+/// so call it from a thread that has not run a backward pass yet (the default fast engine
+/// needs only first-order gradients).
 pub fn run_epochs(
     env_id: &str,
     config: &OnPolicyConfig,
     seed: u64,
     epochs: usize,
 ) -> Result<Vec<EpochRecord>> {
-    if config.algo == OnPolicyAlgo::Stac {
+    if config.algo == OnPolicyAlgo::Stac
+        && config.stac.curvature == crate::autodiff::CurvatureEngine::Autodiff
+    {
         crate::autodiff::enable_second_order()?;
     }
     let mut env = envs::make(env_id)?;
