@@ -2,7 +2,8 @@
 //! ([`run_dir`]), CSV / JSON-lines metrics flushed on every row ([`metrics`]), atomic
 //! checkpoints with a `latest` pointer ([`checkpoint`]), episode stepping with RNG-seeded
 //! resets and deterministic evaluation ([`episodes`]), and a progress display
-//! ([`progress`]). [`off_policy`] is the SAC / Res-SAC / Stack-SAC trainer built on them.
+//! ([`progress`]). [`off_policy`] is the SAC / Res-SAC / Stack-SAC trainer built on them,
+//! [`on_policy`] the AC / STAC trainer.
 //!
 //! # Threads
 //!
@@ -18,6 +19,7 @@ pub mod checkpoint;
 pub mod episodes;
 pub mod metrics;
 pub mod off_policy;
+pub mod on_policy;
 pub mod progress;
 pub mod run_dir;
 
@@ -89,6 +91,9 @@ pub enum TrainError {
     /// An error of the algorithm.
     #[error(transparent)]
     Algo(#[from] crate::algos::AlgoError),
+    /// An error of the on-policy algorithms (AC, STAC): invalid options, bad saved state.
+    #[error(transparent)]
+    OnPolicy(#[from] crate::algos::OnPolicyError),
     /// A replay-buffer error.
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
