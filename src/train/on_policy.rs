@@ -328,6 +328,11 @@ impl OnPolicyTrainConfig {
                 self.steps, self.epoch_steps
             ));
         }
+        for (name, lr) in [("lr_actor", self.lr_actor), ("lr_critic", self.lr_critic)] {
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad(format!("{name} must be finite and > 0, got {lr}"));
+            }
+        }
         if self.eval_episodes == 0 {
             return bad("eval_episodes must be positive".into());
         }
