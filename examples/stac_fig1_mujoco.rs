@@ -63,6 +63,14 @@ fn read_run(path: &Path) -> RunData {
                     d.cg_iters.push(c);
                 }
                 if let Some(s) = v.get("cg_stop").and_then(Value::as_str) {
+                    // Also reads the older Debug form "NonPositiveCurvature { curvature: .. }".
+                    let s = match s.split(' ').next().unwrap_or(s) {
+                        "Converged" => "converged",
+                        "MaxIterations" => "max_iterations",
+                        "NonPositiveCurvature" => "non_positive_curvature",
+                        "ZeroRhs" => "zero_rhs",
+                        other => other,
+                    };
                     d.cg_stops.push(s.to_string());
                 }
             }

@@ -26,6 +26,9 @@
 //! writes exactly the metrics rows of an uninterrupted one (all columns but the wall-clock
 //! ones, [`TIMING_COLUMNS`]).
 //!
+//! [`RunOptions::interrupt_at`] (a testing aid) stops at the first epoch start at or after that
+//! step, as if the process had been killed there.
+//!
 //! Evaluation uses its own environment, reset with seeds fixed per run, and the
 //! deterministic policy (the mean action, or the most probable one); it draws nothing from
 //! the run's RNG, so evaluating more or less often does not change the training run.
@@ -49,6 +52,7 @@ use crate::algos::{
     AlgoError, CriticHessian, EpochData, EpochStats, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig,
     OptimizerKind, Precision, StacConfig, StackHessian,
 };
+use crate::autodiff::CgStop;
 use crate::envs::{self, Space};
 use crate::nn::Activation;
 use crate::rng::Rng;
@@ -389,7 +393,9 @@ impl OnPolicyTrainConfig {
 }
 
 /// The metrics columns of this trainer. Rows have `event` = `episode` (a training episode
-/// ended), `train` (one per epoch: the update's statistics) or `eval`.
+/// ended), `train` (one per epoch: the update's statistics) or `eval`. `cg_stop` is why
+/// STAC's CG stopped (`converged`, `max_iterations`, `non_positive_curvature` with the
+/// Rayleigh quotient `cg_curvature` of the offending direction, `zero_rhs`).
 pub const COLUMNS: &[&str] = &[
     "step",
     "event",
@@ -420,6 +426,7 @@ pub const COLUMNS: &[&str] = &[
     "cg_iters",
     "cg_residual",
     "cg_stop",
+    "cg_curvature",
     "collect_s",
     "update_s",
     "sps",
@@ -878,7 +885,12 @@ impl Session {
                     .int("cg_iters", stats.cg_iterations as u64)
                     .num("cg_residual", stats.cg_residual);
                 match stats.cg_stop {
-                    Some(stop) => row.text("cg_stop", &format!("{stop:?}")),
+                    Some(CgStop::Converged) => row.text("cg_stop", "converged"),
+                    Some(CgStop::MaxIterations) => row.text("cg_stop", "max_iterations"),
+                    Some(CgStop::NonPositiveCurvature { curvature }) => row
+                        .text("cg_stop", "non_positive_curvature")
+                        .num("cg_curvature", curvature),
+                    Some(CgStop::ZeroRhs) => row.text("cg_stop", "zero_rhs"),
                     None => row,
                 }
             } else {
