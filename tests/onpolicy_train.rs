@@ -378,7 +378,15 @@ fn bad_inputs_fail_with_a_clear_message() {
         );
     }
     fails(
-        &["train", "--algo", "stac", "--env", "Nope-v9", "--run-dir", dir],
+        &[
+            "train",
+            "--algo",
+            "stac",
+            "--env",
+            "Nope-v9",
+            "--run-dir",
+            dir,
+        ],
         &["unknown environment id 'Nope-v9'", "CartPole-v1"],
     );
     fails(
@@ -580,4 +588,59 @@ fn kill_9_then_resume_gives_the_uninterrupted_metrics() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(rows(&killed), rows(&full));
     std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn config_file_then_command_line() {
+    let d = tmp("layers");
+    std::fs::create_dir_all(&d).unwrap();
+    let cfg = d.join("cfg.json");
+    std::fs::write(
+        &cfg,
+        r#"{"algo": "stac", "epoch_steps": 500, "steps": 1000, "hidden": [8], "lambda": 2.5}"#,
+    )
+    .unwrap();
+    let run = d.join("run");
+    let o = stackrl(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--steps",
+        "1500",
+        "--critic-steps",
+        "2",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--progress",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("done: 1500 steps"), "{}", text(&o));
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(v["algo"], "stac");
+    assert_eq!(v["env"], "CartPole-v1");
+    assert_eq!(
+        (v["steps"].as_u64(), v["epoch_steps"].as_u64()),
+        (Some(1500), Some(500))
+    );
+    assert_eq!(
+        (v["critic_steps"].as_u64(), v["lambda"].as_f64()),
+        (Some(2), Some(2.5))
+    );
+    assert_eq!(v["hidden"], json!([8]));
+    // The run's config.json is itself a valid --config file.
+    let again = d.join("again");
+    let o = stackrl(&[
+        "train",
+        "--config",
+        run.join("config.json").to_str().unwrap(),
+        "--run-dir",
+        again.to_str().unwrap(),
+        "--progress",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(rows(&again), rows(&run));
+    std::fs::remove_dir_all(&d).unwrap();
 }
