@@ -1,7 +1,8 @@
 //! Summary of the Figure 1 (d)-(f) runs of `scripts/fig1_mujoco.sh`: reads every
 //! `ROOT/<env>/<algo>/<seed>/metrics.jsonl` written by `stackrl train --algo ac|stac`, prints
 //! Markdown tables of the deterministic evaluation return (mean ± std over seeds) at fixed
-//! step counts, of the area under the evaluation curve and of the STAC diagnostics (λ, CG
+//! step counts, of the area under the evaluation curve, of the training return (stochastic
+//! policy, the paper's measure) of the last 5 epochs, and the STAC diagnostics (λ, CG
 //! iterations, ‖implicit‖ / ‖∂J/∂θ‖), and draws one SVG of the learning curves (seed mean ±
 //! one std) per environment into `OUT/stac_fig1_mujoco_<env>.svg`.
 //!
@@ -23,6 +24,9 @@ use stackrl::lab::plot::{Chart, Series, line_chart};
 struct RunData {
     /// `(step, eval_mean)`.
     evals: Vec<(u64, f64)>,
+    /// Per epoch: `(step, mean return of the epoch's training episodes)` (stochastic policy,
+    /// what the paper plots).
+    train: Vec<(u64, f64)>,
     /// Per epoch: `‖implicit‖ / ‖∂J/∂θ‖`.
     ratios: Vec<f64>,
     /// Per epoch: CG iterations.
@@ -53,6 +57,11 @@ fn read_run(path: &Path) -> RunData {
                 }
             }
             Some("train") => {
+                if let (Some(s), Some(m)) =
+                    (v.get("step").and_then(Value::as_u64), num("mean_return"))
+                {
+                    d.train.push((s, m));
+                }
                 if let (Some(i), Some(g)) = (num("implicit_grad_norm"), num("direct_grad_norm"))
                     && g > 0.0
                     && v.get("cg_iters").is_some()
@@ -177,8 +186,12 @@ fn main() {
         for s in &marks {
             print!(" {}k steps |", s / 1000);
         }
-        println!(" mean over evals ≤ {}k |", last / 1000);
-        println!("|---|---|{}---|", "---|".repeat(marks.len()));
+        println!(
+            " mean over evals ≤ {}k | training return, last 5 epochs ≤ {}k |",
+            last / 1000,
+            last / 1000
+        );
+        println!("|---|---|{}---|---|", "---|".repeat(marks.len()));
         let mut series = Vec::new();
         for (algo, runs) in algos {
             let at = |step: u64| -> Vec<f64> {
@@ -204,6 +217,21 @@ fn main() {
                 })
                 .collect();
             let (m, sd) = mean_std(&auc);
+            print!(" {m:.1} ± {sd:.1} |");
+            let late: Vec<f64> = runs
+                .iter()
+                .map(|(_, r)| {
+                    let v: Vec<f64> = r
+                        .train
+                        .iter()
+                        .filter(|e| e.0 <= last)
+                        .map(|e| e.1)
+                        .collect();
+                    let tail = &v[v.len().saturating_sub(5)..];
+                    tail.iter().sum::<f64>() / tail.len().max(1) as f64
+                })
+                .collect();
+            let (m, sd) = mean_std(&late);
             println!(" {m:.1} ± {sd:.1} |");
             let (mut y, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
             for &s in &common {

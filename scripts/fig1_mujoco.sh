@@ -6,7 +6,8 @@
 #
 #   scripts/fig1_mujoco.sh                 # all 18 runs, 2 at a time, then the summary
 #   STEPS=300000 SEEDS="0 1 2" JOBS=2 ROOT=runs/fig1_mujoco scripts/fig1_mujoco.sh
-#   (also ENVS, THREADS, BIN=path/to/stackrl)
+#   (also ENVS, ALGOS="ac stac", LAMBDA=500 (STAC's λ), THREADS, BIN=path/to/stackrl)
+#   ENVS=Hopper-v5 ALGOS=stac LAMBDA=5000 ROOT=runs/fig1_mujoco_lambda5000 scripts/fig1_mujoco.sh
 #
 # Killed runs are resumed (exactly) and finished ones skipped when the script runs again.
 set -euo pipefail
@@ -15,6 +16,8 @@ cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0 1 2"}
 ENVS=${ENVS:-"Reacher-v5 Hopper-v5 Walker2d-v5"}
 STEPS=${STEPS:-300000}
+ALGOS=${ALGOS:-"ac stac"}
+LAMBDA=${LAMBDA:-500}
 JOBS=${JOBS:-2}
 ROOT=${ROOT:-runs/fig1_mujoco}
 THREADS=${THREADS:-1}
@@ -26,11 +29,11 @@ if [ "$BIN" = target/release/stackrl ]; then cargo build --release --bin stackrl
 commands() {
   for seed in $SEEDS; do
     for env in $ENVS; do
-      for algo in ac stac; do
+      for algo in $ALGOS; do
         line="$ROOT/$env/$algo/$seed --env $env --algo $algo --seed $seed --steps $STEPS"
         line="$line --critic-steps 80 --eval-every 20000 --eval-episodes 10"
         # (no trailing blank: xargs -L would join the next line)
-        if [ "$algo" = stac ]; then line="$line --lambda 500"; fi
+        if [ "$algo" = stac ]; then line="$line --lambda $LAMBDA"; fi
         echo "$line"
       done
     done
