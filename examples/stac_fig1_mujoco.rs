@@ -4,7 +4,7 @@
 //! step counts, of the area under the evaluation curve, of the training return (stochastic
 //! policy, the paper's measure) of the last 5 epochs, and the STAC diagnostics (λ, CG
 //! iterations, ‖implicit‖ / ‖∂J/∂θ‖), and draws one SVG of the learning curves (seed mean ±
-//! one std) per environment into `OUT/stac_fig1_mujoco_<env>.svg`.
+//! one std) per environment into `OUT/<name of ROOT>_<env>.svg`.
 //!
 //! ```text
 //! cargo run --release --example stac_fig1_mujoco -- runs/fig1_mujoco docs
@@ -22,6 +22,8 @@ use stackrl::lab::plot::{Chart, Series, line_chart};
 /// One run's evaluation curve and STAC diagnostics.
 #[derive(Default)]
 struct RunData {
+    /// STAC's λ from the run's `config.json`.
+    lambda: Option<f64>,
     /// `(step, eval_mean)`.
     evals: Vec<(u64, f64)>,
     /// Per epoch: `(step, mean return of the epoch's training episodes)` (stochastic policy,
@@ -140,11 +142,16 @@ fn main() {
             for seed in dirs(&algo) {
                 let m = seed.join("metrics.jsonl");
                 if m.is_file() {
+                    let mut data = read_run(&m);
+                    data.lambda = std::fs::read_to_string(seed.join("config.json"))
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                        .and_then(|v| v.get("lambda").and_then(Value::as_f64));
                     grid.entry(name(&env))
                         .or_default()
                         .entry(name(&algo))
                         .or_default()
-                        .push((name(&seed), read_run(&m)));
+                        .push((name(&seed), data));
                 }
             }
         }
@@ -240,8 +247,12 @@ fn main() {
                 lo.push(m - sd);
                 hi.push(m + sd);
             }
+            let lambda = match runs.first().and_then(|(_, r)| r.lambda) {
+                Some(l) if algo.starts_with("stac") => format!(", λ = {l}"),
+                _ => String::new(),
+            };
             series.push(Series {
-                label: format!("{} ({} seeds)", algo.to_uppercase(), runs.len()),
+                label: format!("{}{lambda} ({} seeds)", algo.to_uppercase(), runs.len()),
                 x: common.iter().map(|&s| s as f64).collect(),
                 y,
                 band: Some((lo, hi)),
@@ -249,7 +260,8 @@ fn main() {
             });
         }
         println!();
-        if let Some(stac) = algos.get("stac") {
+        // STAC runs: `stac`, or `stac_*` for variants (e.g. other λ) side by side.
+        for (algo, stac) in algos.iter().filter(|(a, _)| a.starts_with("stac")) {
             let mut ratios: Vec<f64> = stac.iter().flat_map(|(_, r)| r.ratios.clone()).collect();
             let cg: Vec<f64> = stac.iter().flat_map(|(_, r)| r.cg_iters.clone()).collect();
             let stops: Vec<&String> = stac.iter().flat_map(|(_, r)| &r.cg_stops).collect();
@@ -261,14 +273,15 @@ fn main() {
             let med = median(&mut ratios);
             let p90 = ratios.get(n * 9 / 10).copied().unwrap_or(f64::NAN);
             println!(
-                "STAC diagnostics over {n} epochs: ‖implicit‖ / ‖∂J/∂θ‖ median {med:.3}, 90th \
+                "{} diagnostics over {n} epochs: ‖implicit‖ / ‖∂J/∂θ‖ median {med:.3}, 90th \
                  percentile {p90:.3}, max {:.3}; CG iterations mean {:.1}; CG stops {counts:?}\n",
+                algo.to_uppercase(),
                 ratios.last().copied().unwrap_or(f64::NAN),
                 cg.iter().sum::<f64>() / cg.len().max(1) as f64
             );
         }
-        let path = out.join(format!("stac_fig1_mujoco_{env}.svg"));
-        let title = format!("{env}: AC vs STAC (λ = 500), k = 80");
+        let path = out.join(format!("{}_{env}.svg", name(root)));
+        let title = format!("{env}: evaluation return, seed mean ± std");
         line_chart(
             &path,
             &Chart {
