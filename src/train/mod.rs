@@ -1,6 +1,6 @@
 //! Run machinery shared by the trainers: run directories with `config.json`
 //! ([`run_dir`]), CSV / JSON-lines metrics flushed on every row ([`metrics`]), atomic
-//! checkpoints with a `latest` pointer ([`checkpoint`]), episode stepping with RNG-seeded
+//! checkpoints with a `latest` pointer ([`checkpoint`]), TensorBoard event files ([`tensorboard`]), episode stepping with RNG-seeded
 //! resets and deterministic evaluation ([`episodes`]), and a progress display
 //! ([`progress`]). [`off_policy`] is the SAC / Res-SAC / Stack-SAC trainer built on them,
 //! [`on_policy`] the AC / STAC trainer.
@@ -22,6 +22,7 @@ pub mod off_policy;
 pub mod on_policy;
 pub mod progress;
 pub mod run_dir;
+pub mod tensorboard;
 
 pub use checkpoint::Checkpointer;
 pub use episodes::{EpisodeRunner, EvalResult, evaluate};
