@@ -848,6 +848,16 @@ impl OnPolicyAgent {
         &self.critic
     }
 
+    /// Observation width.
+    pub fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    /// Entries per action as passed to `Env::step` (1 for `Discrete`).
+    pub fn action_len(&self) -> usize {
+        self.action_space.action_len()
+    }
+
     /// Updates done so far.
     pub fn epochs_done(&self) -> u64 {
         self.epochs_done
