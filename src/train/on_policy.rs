@@ -310,6 +310,8 @@ impl OnPolicyTrainConfig {
                     StackHessian::Exact => CriticHessian::Exact,
                     StackHessian::GaussNewton => CriticHessian::GaussNewton,
                 },
+                // The fast exact engine (R-operator products, same values as double backward).
+                curvature: crate::autodiff::CurvatureEngine::Fast,
             },
         }
     }
