@@ -12,21 +12,28 @@
 //!   update (advantages and returns, the actor step, `k` critic steps); both algorithms
 //!   collect with the same code, so the collection is timed once. The updates are timed on
 //!   the same epoch of data, each repeat stepping the agent on it again.
-//! * AC runs in a thread that never turns on second-order gradients (Candle's default
-//!   detached backward, what `--algo ac` needs); STAC in a fresh thread after
+//! * Two curvature engines: "fast" (`CurvatureEngine::Fast`, the default: R-operator
+//!   Hessian-vector products on cached activations, mixed term by one first-order backward
+//!   pass) and "autodiff" (Candle's double backward, the reference).
+//! * AC and fast STAC run in a thread that never turns on second-order gradients (Candle's
+//!   default detached backward: neither needs more); autodiff STAC in a fresh thread after
 //!   `enable_second_order()`. "AC, 2nd on" is AC in that second thread: the price every
-//!   backward pass pays for recording its graph (STAC's critic steps pay it too).
+//!   backward pass pays for recording its graph (autodiff STAC's critic steps pay it too).
 //! * STAC uses λ = 500 and a CG tolerance of 0 so that CG runs exactly its 10 iterations (with
-//!   λ = 0 the indefinite Hessian usually stops it after 1-4). "CG solve" is the Hessian graph
-//!   (`GradGraph::new` on the critic loss) plus the 10 Hessian-vector products, timed alone on
-//!   the same batch; its share is relative to the STAC epoch.
+//!   λ = 0 the indefinite Hessian usually stops it after 1-4). "CG solve" is the Hessian
+//!   setup (autodiff: `GradGraph::new` on the critic loss; fast: `MlpCurvature::new`) plus the
+//!   10 Hessian-vector products, timed alone on the same batch; its share is relative to the
+//!   STAC epoch of the same engine.
 //! * Medians over the repeats; every figure is `wall / thread-CPU` in milliseconds.
 
 use std::time::Instant;
 
-use stackrl::algos::{EpochData, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig, StacConfig, stac};
-use stackrl::autodiff::{self, CgOptions, GradGraph, conjugate_gradient};
+use stackrl::algos::{
+    CriticHessian, EpochData, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig, StacConfig, stac,
+};
+use stackrl::autodiff::{self, CgOptions, CurvatureEngine, GradGraph, conjugate_gradient};
 use stackrl::envs;
+use stackrl::nn::{CurvatureBlocks, MlpCurvature, Residual};
 use stackrl::rng::Rng;
 
 #[global_allocator]
@@ -69,7 +76,7 @@ fn medians(v: Vec<(f64, f64)>) -> (f64, f64) {
     )
 }
 
-fn config(algo: OnPolicyAlgo, k: usize, steps: usize) -> OnPolicyConfig {
+fn config(algo: OnPolicyAlgo, k: usize, steps: usize, engine: CurvatureEngine) -> OnPolicyConfig {
     OnPolicyConfig {
         algo,
         steps_per_epoch: steps,
@@ -78,6 +85,7 @@ fn config(algo: OnPolicyAlgo, k: usize, steps: usize) -> OnPolicyConfig {
             lambda: LAMBDA,
             cg_iters: CG_ITERS,
             cg_rel_tol: 0.0,
+            curvature: engine,
             ..StacConfig::default()
         },
         ..OnPolicyConfig::default()
@@ -94,7 +102,10 @@ fn agent(cfg: OnPolicyConfig, env_id: &str) -> (OnPolicyAgent, Box<dyn envs::Env
 
 /// Collection times and one epoch of data.
 fn time_collect(env_id: &str, steps: usize, repeats: usize) -> ((f64, f64), EpochData) {
-    let (mut a, mut env, mut rng) = agent(config(OnPolicyAlgo::Ac, 1, steps), env_id);
+    let (mut a, mut env, mut rng) = agent(
+        config(OnPolicyAlgo::Ac, 1, steps, CurvatureEngine::Fast),
+        env_id,
+    );
     let data = a.collect_epoch(env.as_mut(), &mut rng).expect("collect");
     let t = (0..repeats)
         .map(|_| {
@@ -109,12 +120,13 @@ fn time_collect(env_id: &str, steps: usize, repeats: usize) -> ((f64, f64), Epoc
 /// Update times on `data` (after one warm-up update) and the last update's CG report.
 fn time_update(
     algo: OnPolicyAlgo,
+    engine: CurvatureEngine,
     k: usize,
     env_id: &str,
     data: &EpochData,
     repeats: usize,
 ) -> ((f64, f64), String) {
-    let (mut a, _, _) = agent(config(algo, k, data.len()), env_id);
+    let (mut a, _, _) = agent(config(algo, k, data.len(), engine), env_id);
     a.update(data).expect("update");
     let mut cg = String::new();
     let t = (0..repeats)
@@ -128,9 +140,9 @@ fn time_update(
     (medians(t), cg)
 }
 
-/// The CG solve alone (Hessian graph + 10 HVPs) on `data`.
-fn time_cg(env_id: &str, data: &EpochData, repeats: usize) -> (f64, f64) {
-    let (a, _, _) = agent(config(OnPolicyAlgo::Stac, 1, data.len()), env_id);
+/// The CG solve alone (Hessian setup + 10 HVPs) on `data`.
+fn time_cg(env_id: &str, data: &EpochData, repeats: usize, engine: CurvatureEngine) -> (f64, f64) {
+    let (a, _, _) = agent(config(OnPolicyAlgo::Stac, 1, data.len(), engine), env_id);
     let batch = a.prepare(data).expect("prepare");
     let cfg = a.config();
     let options = CgOptions {
@@ -152,9 +164,28 @@ fn time_cg(env_id: &str, data: &EpochData, repeats: usize) -> (f64, f64) {
             let g = autodiff::grads(&l.objective, a.critic().vars()).expect("∂J/∂w");
             let b = autodiff::flatten(&g).expect("flatten");
             timed(|| {
-                let hess = GradGraph::new(&l.hessian_loss, a.critic().vars()).expect("graph");
-                let r = conjugate_gradient(|v| hess.hvp(v)? + (v * LAMBDA)?, &b, &options, None)
-                    .expect("cg");
+                let r = match engine {
+                    CurvatureEngine::Autodiff => {
+                        let hess =
+                            GradGraph::new(&l.hessian_loss, a.critic().vars()).expect("graph");
+                        conjugate_gradient(|v| hess.hvp(v)? + (v * LAMBDA)?, &b, &options, None)
+                    }
+                    CurvatureEngine::Fast => {
+                        assert_eq!(cfg.stac.hessian, CriticHessian::Exact);
+                        let x = batch.critic_inputs.narrow(0, 0, batch.n).expect("rows");
+                        let net = MlpCurvature::new(
+                            a.critic().mlp(),
+                            &x,
+                            &batch.returns_tensor,
+                            2.0 / batch.n as f64,
+                            Residual::Exact,
+                        )
+                        .expect("curvature");
+                        let hess = CurvatureBlocks::new(vec![net]).expect("blocks");
+                        conjugate_gradient(|v| hess.hvp(v)? + (v * LAMBDA)?, &b, &options, None)
+                    }
+                }
+                .expect("cg");
                 assert_eq!(r.iterations, CG_ITERS);
             })
         })
@@ -188,66 +219,75 @@ fn main() {
          wall / thread-CPU ms",
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "unset".into())
     );
-    // AC, detached (never turns on second order in this thread).
+    const FAST: CurvatureEngine = CurvatureEngine::Fast;
+    const AUTO: CurvatureEngine = CurvatureEngine::Autodiff;
+    // AC and fast STAC, detached (never turns on second order in this thread).
     let env2 = env_id.clone();
-    let (collect, data, ac) = std::thread::spawn(move || {
+    let (collect, data, ac, fast, cg_fast, fast_info) = std::thread::spawn(move || {
         let (collect, data) = time_collect(&env2, steps, repeats);
-        let ac: Vec<_> = KS
-            .iter()
-            .map(|&k| time_update(OnPolicyAlgo::Ac, k, &env2, &data, repeats).0)
-            .collect();
-        (collect, data, ac)
+        let (mut ac, mut fast, mut info) = (Vec::new(), Vec::new(), String::new());
+        for &k in &KS {
+            ac.push(time_update(OnPolicyAlgo::Ac, FAST, k, &env2, &data, repeats).0);
+            let (t, i) = time_update(OnPolicyAlgo::Stac, FAST, k, &env2, &data, repeats);
+            fast.push(t);
+            info = i;
+        }
+        let cg = time_cg(&env2, &data, repeats, FAST);
+        (collect, data, ac, fast, cg, info)
     })
     .join()
     .expect("AC thread");
-    // STAC (and AC again) with second-order gradients on.
+    // Autodiff STAC (and AC again) with second-order gradients on.
     let (env3, data3) = (env_id.clone(), data.clone());
     let (st, ac_on, cg, cg_info) = std::thread::spawn(move || {
         autodiff::enable_second_order().expect("second order");
         let (mut st, mut ac_on, mut info) = (Vec::new(), Vec::new(), String::new());
         for &k in &KS {
-            let (t, i) = time_update(OnPolicyAlgo::Stac, k, &env3, &data3, repeats);
+            let (t, i) = time_update(OnPolicyAlgo::Stac, AUTO, k, &env3, &data3, repeats);
             st.push(t);
             info = i;
-            ac_on.push(time_update(OnPolicyAlgo::Ac, k, &env3, &data3, repeats).0);
+            ac_on.push(time_update(OnPolicyAlgo::Ac, AUTO, k, &env3, &data3, repeats).0);
         }
-        (st, ac_on, time_cg(&env3, &data3, repeats), info)
+        (st, ac_on, time_cg(&env3, &data3, repeats, AUTO), info)
     })
     .join()
     .expect("STAC thread");
 
     println!(
-        "collection ({} episode pieces): {} | CG solve (graph + {CG_ITERS} HVPs): {} | \
-         STAC's last CG: {cg_info}",
+        "collection ({} episode pieces): {} | CG solve (setup + {CG_ITERS} HVPs): autodiff {}, \
+         fast {} | last CG: autodiff {cg_info}, fast {fast_info}",
         data.segments.len(),
         ms(collect),
-        ms(cg)
+        ms(cg),
+        ms(cg_fast)
     );
     println!(
-        "{:>3} | {:>17} | {:>17} | {:>17} | {:>17} | {:>17} | {:>13} | {:>13}",
-        "k",
-        "AC update",
-        "AC, 2nd on",
-        "STAC update",
-        "AC epoch",
-        "STAC epoch",
-        "STAC/AC w/cpu",
-        "CG share w/cpu"
+        "| k | AC update | AC, 2nd on | STAC update, autodiff | STAC update, fast | AC epoch | \
+         STAC epoch, autodiff | STAC epoch, fast | STAC/AC autodiff | STAC/AC fast | \
+         CG share autodiff | CG share fast |"
     );
+    println!("|{}", " --- |".repeat(12));
     for (i, k) in KS.iter().enumerate() {
-        let (ac_e, st_e) = (add(collect, ac[i]), add(collect, st[i]));
+        let ac_e = add(collect, ac[i]);
+        let (st_e, fa_e) = (add(collect, st[i]), add(collect, fast[i]));
         println!(
-            "{:>3} | {} | {} | {} | {} | {} | {:>5.2}x/{:>5.2}x | {:>5.0}%/{:>5.0}%",
-            k,
+            "| {k} | {} | {} | {} | {} | {} | {} | {} | {:.2}x / {:.2}x | {:.2}x / {:.2}x | \
+             {:.0}% / {:.0}% | {:.0}% / {:.0}% |",
             ms(ac[i]),
             ms(ac_on[i]),
             ms(st[i]),
+            ms(fast[i]),
             ms(ac_e),
             ms(st_e),
+            ms(fa_e),
             st_e.0 / ac_e.0,
             st_e.1 / ac_e.1,
+            fa_e.0 / ac_e.0,
+            fa_e.1 / ac_e.1,
             100.0 * cg.0 / st_e.0,
-            100.0 * cg.1 / st_e.1
+            100.0 * cg.1 / st_e.1,
+            100.0 * cg_fast.0 / fa_e.0,
+            100.0 * cg_fast.1 / fa_e.1
         );
     }
 }

@@ -45,6 +45,10 @@
 //!   and whose `w`-gradient is eq. (20).
 //!
 //! Cost: one HVP is about two to four backward passes (measured in `tests/nn_timing.rs`).
+//! The trainers use this generic path as the reference ([`CurvatureEngine::Autodiff`]); by
+//! default they apply the same products by Pearlmutter's R-operator on cached MLP
+//! activations ([`crate::nn::MlpCurvature`], no graph, no second-order switch needed) and
+//! assemble the result with [`implicit_gradient`].
 
 use std::cell::Cell;
 use std::sync::Once;
@@ -173,12 +177,49 @@ pub fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
     if a.shape() != b.shape() {
         candle_core::bail!("dot: shapes {:?} vs {:?}", a.shape(), b.shape());
     }
+    // CPU, contiguous, one float dtype: read the buffers in place (CG calls this twice per
+    // iteration; converting both operands to f64 tensors first cost more than the sum).
+    if let Some(d) = dot_in_place(a, b) {
+        return Ok(d);
+    }
     let (a, b) = if a.dtype() == DType::F64 {
         (a.detach(), b.detach())
     } else {
         (a.to_dtype(DType::F64)?, b.to_dtype(DType::F64)?)
     };
     (a * b)?.sum_all()?.to_scalar::<f64>()
+}
+
+fn dot_in_place(a: &Tensor, b: &Tensor) -> Option<f64> {
+    use candle_core::{CpuStorage, Storage};
+    if a.id() == b.id() {
+        // One read lock (`‖a‖²`, CG's residual norm).
+        let (sa, la) = a.storage_and_layout();
+        let (a0, a1) = la.contiguous_offsets()?;
+        return match &*sa {
+            Storage::Cpu(CpuStorage::F32(x)) => {
+                Some(x[a0..a1].iter().map(|p| *p as f64 * *p as f64).sum())
+            }
+            Storage::Cpu(CpuStorage::F64(x)) => Some(x[a0..a1].iter().map(|p| p * p).sum()),
+            _ => None,
+        };
+    }
+    let (sa, la) = a.storage_and_layout();
+    let (sb, lb) = b.storage_and_layout();
+    let ((a0, a1), (b0, b1)) = (la.contiguous_offsets()?, lb.contiguous_offsets()?);
+    match (&*sa, &*sb) {
+        (Storage::Cpu(CpuStorage::F32(x)), Storage::Cpu(CpuStorage::F32(y))) => Some(
+            x[a0..a1]
+                .iter()
+                .zip(&y[b0..b1])
+                .map(|(p, q)| *p as f64 * *q as f64)
+                .sum(),
+        ),
+        (Storage::Cpu(CpuStorage::F64(x)), Storage::Cpu(CpuStorage::F64(y))) => {
+            Some(x[a0..a1].iter().zip(&y[b0..b1]).map(|(p, q)| p * q).sum())
+        }
+        _ => None,
+    }
 }
 
 /// Collects `∂/∂v` for each `v` in `wrt` from a gradient store, flattened and concatenated
@@ -340,6 +381,23 @@ fn flatten_like(v: &[Tensor], params: &[Var], what: &str) -> Result<Tensor> {
         }
     }
     flatten(v)
+}
+
+/// How the trainers apply the critic's second derivatives (Hessian-vector and mixed
+/// products of the Stackelberg gradient).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CurvatureEngine {
+    /// Exact products by Pearlmutter's R-operator on the critic's cached activations
+    /// ([`crate::nn::MlpCurvature`]: one pass of matrix products forward and one backward per
+    /// product, no graph), and the mixed term as one first-order backward pass of a weighted
+    /// surrogate. Same values as [`CurvatureEngine::Autodiff`] up to rounding; needs MLP
+    /// critics (every critic this crate builds is one).
+    #[default]
+    Fast,
+    /// Candle's reverse-over-reverse double backward ([`GradGraph`]): the reference, for any
+    /// differentiable loss; needs [`enable_second_order`].
+    Autodiff,
 }
 
 /// Conjugate-gradient options.
@@ -560,7 +618,29 @@ pub fn stackelberg_gradient(
     if theta.is_empty() || w.is_empty() {
         candle_core::bail!("stackelberg_gradient: empty θ or w");
     }
-    check_scalar(objective, "stackelberg_gradient objective")?;
+    let (direct, objective_grad_w) = split_grads(objective, theta, w)?;
+
+    let hess = GradGraph::new(critic_loss, w)?;
+    implicit_gradient(
+        direct,
+        objective_grad_w,
+        |v| hess.hvp(v),
+        |u| {
+            let flat = match mixed_loss {
+                None => hess.mixed(u, theta)?,
+                Some(m) => GradGraph::new(m, w)?.mixed(u, theta)?,
+            };
+            unflatten(&flat, &shapes_of(theta))
+        },
+        options,
+        warm_start,
+    )
+}
+
+/// One backward pass of the scalar `objective`: its gradient per `theta` variable and its
+/// gradient over `w`, flat (both detached; zeros where it does not depend on a variable).
+pub fn split_grads(objective: &Tensor, theta: &[Var], w: &[Var]) -> Result<(Vec<Tensor>, Tensor)> {
+    check_scalar(objective, "split_grads")?;
     let store = objective.backward()?;
     let direct = theta
         .iter()
@@ -570,13 +650,34 @@ pub fn stackelberg_gradient(
         })
         .collect::<Result<Vec<_>>>()?;
     let objective_grad_w = collect_flat(&store, w)?.detach();
-    drop(store);
+    Ok((direct, objective_grad_w))
+}
 
-    let hess = GradGraph::new(critic_loss, w)?;
+/// The second half of [`stackelberg_gradient`] for callers that compute the derivatives
+/// themselves (e.g. by the R-operator, [`crate::nn::MlpCurvature`]): given `∂J/∂θ`
+/// (`direct`, per θ variable), `∂J/∂w` (flat), the Hessian product `hvp(v) = (∂²L/∂w²) v`
+/// (flat) and the mixed product `mixed(u) = (∂²L/∂θ∂w) u` (per θ variable), solves
+/// `(∂²L/∂w² + λI) u = ∂J/∂w` by conjugate gradient from `warm_start` and returns
+/// `dJ/dθ = ∂J/∂θ − mixed(u)`.
+pub fn implicit_gradient<H, M>(
+    direct: Vec<Tensor>,
+    objective_grad_w: Tensor,
+    mut hvp: H,
+    mixed: M,
+    options: &ImplicitOptions,
+    warm_start: Option<&Tensor>,
+) -> Result<StackelbergGradient>
+where
+    H: FnMut(&Tensor) -> Result<Tensor>,
+    M: FnOnce(&Tensor) -> Result<Vec<Tensor>>,
+{
+    if !(options.lambda.is_finite() && options.lambda >= 0.0) {
+        candle_core::bail!("implicit_gradient: λ must be finite and >= 0");
+    }
     let lambda = options.lambda;
     let cg = conjugate_gradient(
         |v| {
-            let hv = hess.hvp(v)?;
+            let hv = hvp(v)?;
             if lambda == 0.0 {
                 Ok(hv)
             } else {
@@ -587,11 +688,14 @@ pub fn stackelberg_gradient(
         &options.cg,
         warm_start,
     )?;
-    let implicit_flat = match mixed_loss {
-        None => hess.mixed(&cg.x, theta)?,
-        Some(m) => GradGraph::new(m, w)?.mixed(&cg.x, theta)?,
-    };
-    let implicit = unflatten(&implicit_flat, &shapes_of(theta))?;
+    let implicit = mixed(&cg.x)?;
+    if implicit.len() != direct.len() {
+        candle_core::bail!(
+            "implicit_gradient: mixed product has {} tensors, ∂J/∂θ {}",
+            implicit.len(),
+            direct.len()
+        );
+    }
     let total = direct
         .iter()
         .zip(&implicit)

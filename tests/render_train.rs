@@ -46,14 +46,19 @@ fn run(config: &TrainConfig, dir: &Path, video_every: Option<u64>) {
     train(config, &options).unwrap();
 }
 
-/// Metrics rows without the wall-clock columns.
+/// Metrics rows without the SAC trainer's wall-clock columns.
 fn rows(dir: &Path) -> Vec<String> {
+    rows_without(dir, TIMING_COLUMNS)
+}
+
+/// Metrics rows without the columns `timing`.
+fn rows_without(dir: &Path, timing: &[&str]) -> Vec<String> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| {
             let mut v: Value = serde_json::from_str(l).unwrap();
-            for c in TIMING_COLUMNS {
+            for c in timing {
                 v.as_object_mut().unwrap().remove(*c);
             }
             v.to_string()
@@ -273,4 +278,41 @@ fn render_errors_are_clear() {
     assert!(!ok && text.contains("metrics.jsonl"), "{text}");
     let (ok, text) = stackrl(&["plot", stac.to_str().unwrap(), "--out", "c.jpg"]);
     assert!(!ok && text.contains(".png or .svg"), "{text}");
+}
+
+#[test]
+fn video_every_in_the_on_policy_trainer_keeps_metrics() {
+    // AC on CartPole-v1 (drawn view): 2 epochs of 500 steps, a video after each epoch.
+    let root = tmp("onpolicy");
+    let Value::Object(o) = json!({
+        "algo": "ac", "steps": 1000, "epoch_steps": 500, "critic_steps": 2,
+        "hidden": [8], "eval_every": 500, "eval_episodes": 1
+    }) else {
+        unreachable!()
+    };
+    let config = stackrl::train::on_policy::OnPolicyTrainConfig::from_layers(None, &o).unwrap();
+    stackrl::train::configure_threads(1).unwrap();
+    let mut dirs = Vec::new();
+    for video_every in [None, Some(500)] {
+        let dir = root.join(format!("{video_every:?}"));
+        let options = RunOptions {
+            run_dir: Some(dir.clone()),
+            progress: ProgressMode::None,
+            video_every,
+            ..RunOptions::default()
+        };
+        stackrl::train::on_policy::train(&config, &options).unwrap();
+        dirs.push(dir);
+    }
+    let timing = stackrl::train::on_policy::TIMING_COLUMNS;
+    assert_eq!(
+        rows_without(&dirs[0], timing),
+        rows_without(&dirs[1], timing)
+    );
+    for step in [500, 1000] {
+        let path = dirs[1].join(format!("videos/rl-video-step-{step}.mp4"));
+        let (w, h, frames) = mp4_samples(&path);
+        assert_eq!((w, h), (480, 480));
+        assert!(frames >= 2, "{}: {frames} frames", path.display());
+    }
 }

@@ -10,7 +10,7 @@ use candle_nn::VarMap;
 
 use super::res_sac::ResCritic;
 use super::{Algo, AlgoError};
-use crate::autodiff::numel;
+use crate::autodiff::{CurvatureEngine, numel};
 use crate::nn::{
     Activation, Adam, AdamConfig, EntropyTuner, SquashedGaussianActor, SquashedGaussianConfig,
     TwinQ,
@@ -64,6 +64,15 @@ pub struct SacConfig {
     pub cg_warm_start: bool,
     /// Stack-SAC: which critic Hessian eq. (43) inverts.
     pub stack_hessian: StackHessian,
+    /// Stack-SAC: how the Hessian-vector and mixed products are computed (the fast
+    /// R-operator by default; the generic double backward as reference).
+    #[serde(default)]
+    pub curvature: CurvatureEngine,
+    /// Stack-SAC: Hessian-vector products on the first `m` rows of the minibatch only, scaled
+    /// to the minibatch mean (sub-sampled curvature, Martens 2010; the rows are a uniform
+    /// sample already). `None` (default): the whole minibatch, exact. Fast engine only.
+    #[serde(default)]
+    pub curvature_batch: Option<usize>,
     /// Initial temperature α (SB3 / CleanRL: 1).
     pub init_alpha: f64,
     /// Target entropy of the temperature tuning (`None`: −dim(A), Table 3).
@@ -87,6 +96,8 @@ impl Default for SacConfig {
             cg_tol: 1e-4,
             cg_warm_start: true,
             stack_hessian: StackHessian::Exact,
+            curvature: CurvatureEngine::Fast,
+            curvature_batch: None,
             init_alpha: 1.0,
             target_entropy: None,
         }
@@ -164,6 +175,17 @@ impl SacConfig {
                     "cg_tol must be finite and >= 0, got {}",
                     self.cg_tol
                 ));
+            }
+            if let Some(m) = self.curvature_batch {
+                if m == 0 || m > self.batch_size {
+                    return bad(format!(
+                        "curvature_batch must be in 1..=batch_size ({}), got {m}",
+                        self.batch_size
+                    ));
+                }
+                if self.curvature != CurvatureEngine::Fast {
+                    return bad("curvature_batch needs the fast curvature engine".into());
+                }
             }
         }
         Ok(())

@@ -5,8 +5,8 @@
 //! the critic step with its target and Polyak update, the actor step and the temperature
 //! step — the same work as one iteration of CleanRL's `sac_continuous_action.py` update
 //! (and of `scripts/bench_sac_torch.py`). Stack-SAC's round adds the Stackelberg gradient
-//! with a fixed number of CG iterations (`cg_tol = 0` and Gauss-Newton HVPs, so that all
-//! of them run; see [`bench_update`]).
+//! with a fixed number of CG iterations on the exact Hessian (`cg_tol = 0` and a large η, so
+//! that all of them run; see [`bench_update_with`]).
 //!
 //! The thread count cannot change inside a process (Candle reads it from the environment
 //! when its pool starts), so `stackrl bench sac` runs every thread count in a child process.
@@ -16,6 +16,7 @@ use std::time::Instant;
 use candle_core::DType;
 
 use super::{Algo, AlgoError, SacAgent, SacConfig};
+use crate::autodiff::CurvatureEngine;
 use crate::replay::ReplayBuffer;
 use crate::rng::Rng;
 
@@ -57,26 +58,74 @@ pub struct UpdateBenchResult {
     pub cg_iters_run: Option<f64>,
     /// Updates per second of every repetition.
     pub samples: Vec<f64>,
+    /// Median CPU milliseconds per update of the whole process (all threads; with one
+    /// thread, the computing thread's time), which other processes on a busy machine
+    /// disturb much less than wall time.
+    #[serde(default)]
+    pub cpu_ms: Option<f64>,
+    /// Stack-SAC: the curvature engine.
+    #[serde(default)]
+    pub curvature: Option<CurvatureEngine>,
+    /// Stack-SAC: the Hessian-vector sub-sample, if any.
+    #[serde(default)]
+    pub curvature_batch: Option<usize>,
 }
 
-/// Runs one case in this process (with this process's thread configuration).
+/// CPU seconds used by the whole process so far (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu_seconds() -> f64 {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// CPU seconds used by the calling thread so far (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_seconds() -> f64 {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; both clocks exist on Linux.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Runs one case in this process (with this process's thread configuration) with the
+/// default (fast) curvature engine on the whole minibatch.
 pub fn bench_update(case: &UpdateBenchCase) -> Result<UpdateBenchResult, AlgoError> {
+    bench_update_with(case, CurvatureEngine::Fast, None)
+}
+
+/// [`bench_update`] with Stack-SAC's curvature engine and Hessian sub-sample chosen.
+pub fn bench_update_with(
+    case: &UpdateBenchCase,
+    curvature: CurvatureEngine,
+    curvature_batch: Option<usize>,
+) -> Result<UpdateBenchResult, AlgoError> {
     if case.iters == 0 || case.repeats == 0 || case.batch == 0 {
         return Err(AlgoError::Config(
             "iters, repeats and batch must be positive".into(),
         ));
     }
     let mut rng = Rng::seed_from_u64(0);
-    // Stack-SAC with the Gauss-Newton Hessian: on random data the exact semi-gradient
-    // Hessian is indefinite and CG stops early, which would time fewer iterations than
-    // asked. A Gauss-Newton HVP is the same double-backward pass over the same graph, so
-    // it costs what an exact one costs; with `cg_tol = 0` every iteration runs.
+    // Stack-SAC with the exact Hessian and a large η: on random data the exact
+    // semi-gradient Hessian is indefinite, and with η = 0.5 CG stops early on non-positive
+    // curvature, which would time fewer iterations than asked. η does not change what an
+    // HVP costs; with η = 100 and `cg_tol = 0` every iteration runs (`cg_iters_run` shows
+    // it). The Gauss-Newton HVP is cheaper on the fast engine, so it is not used here.
     let config = SacConfig {
         hidden: case.hidden.clone(),
         batch_size: case.batch,
         cg_iters: case.cg_iters.max(1),
         cg_tol: 0.0,
-        stack_hessian: super::StackHessian::GaussNewton,
+        eta: 100.0,
+        stack_hessian: super::StackHessian::Exact,
+        curvature,
+        curvature_batch,
         ..SacConfig::default()
     };
     let low = vec![-1.0; case.act_dim];
@@ -109,9 +158,10 @@ pub fn bench_update(case: &UpdateBenchCase) -> Result<UpdateBenchResult, AlgoErr
         super::update(&mut agent, &replay, &mut rng)?;
     }
     let mut samples = Vec::with_capacity(case.repeats);
+    let mut cpu = Vec::with_capacity(case.repeats);
     let (mut cg_sum, mut cg_n) = (0.0, 0usize);
     for _ in 0..case.repeats {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), process_cpu_seconds());
         for _ in 0..case.iters {
             let s = super::update(&mut agent, &replay, &mut rng)?;
             if let Some(c) = s.cg_iters {
@@ -120,10 +170,16 @@ pub fn bench_update(case: &UpdateBenchCase) -> Result<UpdateBenchResult, AlgoErr
             }
         }
         samples.push(case.iters as f64 / t.elapsed().as_secs_f64());
+        cpu.push((process_cpu_seconds() - c) * 1e3 / case.iters as f64);
     }
-    let mut sorted = samples.clone();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let median = sorted[sorted.len() / 2];
+    let median_of = |v: &[f64]| {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        sorted[sorted.len() / 2]
+    };
+    let median = median_of(&samples);
+    let cpu_ms = Some(median_of(&cpu)).filter(|c| c.is_finite());
+    let stack = case.algo == Algo::StackSac;
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -134,5 +190,8 @@ pub fn bench_update(case: &UpdateBenchCase) -> Result<UpdateBenchResult, AlgoErr
         median,
         cg_iters_run: (cg_n > 0).then(|| cg_sum / cg_n as f64),
         samples,
+        cpu_ms,
+        curvature: stack.then_some(curvature),
+        curvature_batch: curvature_batch.filter(|_| stack),
     })
 }

@@ -105,6 +105,10 @@ pub struct StacConfig {
     pub warm_start: bool,
     /// Exact Hessian (default) or Gauss-Newton.
     pub hessian: CriticHessian,
+    /// How the Hessian-vector and mixed products are computed (the fast R-operator by
+    /// default; Candle's double backward as reference). Same values up to rounding.
+    #[serde(default)]
+    pub curvature: crate::autodiff::CurvatureEngine,
 }
 
 impl Default for StacConfig {
@@ -119,6 +123,7 @@ impl Default for StacConfig {
             cg_true_residual: false,
             warm_start: false,
             hessian: CriticHessian::Exact,
+            curvature: crate::autodiff::CurvatureEngine::Fast,
         }
     }
 }
@@ -843,6 +848,16 @@ impl OnPolicyAgent {
         &self.critic
     }
 
+    /// Observation width.
+    pub fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    /// Entries per action as passed to `Env::step` (1 for `Discrete`).
+    pub fn action_len(&self) -> usize {
+        self.action_space.action_len()
+    }
+
     /// Updates done so far.
     pub fn epochs_done(&self) -> u64 {
         self.epochs_done
@@ -1228,16 +1243,19 @@ impl OnPolicyAgent {
 
 /// Trains on a registered environment for `epochs` epochs from `seed` (network
 /// initialisation, actions and environment resets all drawn from `Rng::seed_from_u64(seed)`)
-/// and returns each epoch's statistics and timings. For STAC it first enables second-order
-/// gradients ([`crate::autodiff::enable_second_order`]), so call it from a thread that has
-/// not run a backward pass yet.
+/// and returns each epoch's statistics and timings. For STAC on the autodiff curvature
+/// engine it first enables second-order gradients ([`crate::autodiff::enable_second_order`]),
+/// so call it from a thread that has not run a backward pass yet (the default fast engine
+/// needs only first-order gradients).
 pub fn run_epochs(
     env_id: &str,
     config: &OnPolicyConfig,
     seed: u64,
     epochs: usize,
 ) -> Result<Vec<EpochRecord>> {
-    if config.algo == OnPolicyAlgo::Stac {
+    if config.algo == OnPolicyAlgo::Stac
+        && config.stac.curvature == crate::autodiff::CurvatureEngine::Autodiff
+    {
         crate::autodiff::enable_second_order()?;
     }
     let mut env = envs::make(env_id)?;

@@ -9,9 +9,15 @@
 //! ```
 //!
 //! Nothing is formed densely: `(∂²L/∂w² + λI)⁻¹ ∂J/∂w` is solved by conjugate gradient with
-//! exact Hessian-vector products (double backward), and the mixed term is one more
-//! reverse-over-reverse product; both via [`crate::autodiff::stackelberg_gradient`]. λ → ∞
-//! recovers AC; λ = 0 is the pure Stackelberg step (the paper's CartPole setting).
+//! exact Hessian-vector products, then one mixed product. [`StacConfig::curvature`] picks
+//! the engine: [`CurvatureEngine::Fast`] (default, [`fast_direction`]: Pearlmutter's
+//! R-operator on the critic's cached activations, and the mixed term as one first-order
+//! backward pass of the policy's log-probabilities) or [`CurvatureEngine::Autodiff`]
+//! ([`autodiff_direction`]: double backward through the surrogates of [`losses`] via
+//! [`crate::autodiff::stackelberg_gradient`], the reference); same values up to rounding.
+//! λ → ∞ recovers AC; λ = 0 is the pure Stackelberg step (the paper's CartPole setting).
+//!
+//! [`StacConfig::curvature`]: super::on_policy::StacConfig::curvature
 //!
 //! # The three sample estimators
 //!
@@ -67,8 +73,8 @@ use candle_core::{Device, Tensor};
 use super::ac::{self, ActorStep};
 use super::on_policy::{Batch, BatchSegment, CriticHessian, OnPolicyAgent, Policy};
 use super::on_policy::{OnPolicyError, Result};
-use crate::autodiff::{self, CgOptions, ImplicitOptions, StackelbergGradient};
-use crate::nn::VCritic;
+use crate::autodiff::{self, CgOptions, CurvatureEngine, ImplicitOptions, StackelbergGradient};
+use crate::nn::{CurvatureBlocks, MlpCurvature, Residual, VCritic};
 
 /// Weights of `Σ_t G^λ_t` in the critic's values over one episode piece of `len` steps:
 /// `∂(Σ_t G^λ_t)/∂V(s_k)` for `k < len`, and `∂/∂V(s_T)` of the bootstrap state (0 when the
@@ -163,15 +169,25 @@ pub struct StacLosses {
     pub actor_objective: Tensor,
 }
 
-/// Builds the STAC surrogates for `batch` with the current networks.
-pub fn losses(
+/// Items 1 and 2 of the module docs.
+struct ObjectiveParts {
+    /// `ln π(a_t|s_t)`, `[N]` (graph to θ).
+    logp: Tensor,
+    /// `V_w` on [`Batch::critic_inputs`] (graph to w).
+    v_all: Tensor,
+    /// `J`.
+    objective: Tensor,
+    /// Item 1 alone.
+    actor_objective: Tensor,
+}
+
+fn objective_parts(
     policy: &Policy,
     critic: &VCritic,
     batch: &Batch,
     gamma: f64,
     gae_lambda: f64,
-    hessian: CriticHessian,
-) -> Result<StacLosses> {
+) -> Result<ObjectiveParts> {
     let n = batch.n;
     let (dt, dev) = (batch.obs.dtype(), batch.obs.device().clone());
     let logp = policy.log_prob(&batch.obs, &batch.actions)?;
@@ -194,6 +210,28 @@ pub fn losses(
     let v_all = critic.forward(&batch.critic_inputs)?;
     let value_objective = ((&v_all * c)?.sum_all()? * scale)?;
     let objective = (&actor_objective + value_objective)?;
+    Ok(ObjectiveParts {
+        logp,
+        v_all,
+        objective,
+        actor_objective,
+    })
+}
+
+/// Builds the STAC surrogates for `batch` with the current networks.
+pub fn losses(
+    policy: &Policy,
+    critic: &VCritic,
+    batch: &Batch,
+    gamma: f64,
+    gae_lambda: f64,
+    hessian: CriticHessian,
+) -> Result<StacLosses> {
+    let n = batch.n;
+    let (dt, dev) = (batch.obs.dtype(), batch.obs.device().clone());
+    let o = objective_parts(policy, critic, batch, gamma, gae_lambda)?;
+    let (logp, v_all, objective, actor_objective) =
+        (o.logp, o.v_all, o.objective, o.actor_objective);
     // The critic loss and its Hessian.
     let v = v_all.narrow(0, 0, n)?;
     let critic_loss = (&v - &batch.returns_tensor)?.sqr()?.mean_all()?;
@@ -224,9 +262,44 @@ pub fn current_lambda(agent: &OnPolicyAgent) -> f64 {
     agent.config().stac.lambda_at(agent.epochs_done())
 }
 
-/// `dJ/dθ` (and its pieces) for `batch` with the agent's networks, λ schedule, CG options and
-/// warm start, without stepping.
+fn implicit_options(agent: &OnPolicyAgent) -> ImplicitOptions {
+    let cfg = agent.config();
+    ImplicitOptions {
+        lambda: current_lambda(agent),
+        cg: CgOptions {
+            max_iters: cfg.stac.cg_iters,
+            rel_tol: cfg.stac.cg_rel_tol,
+            true_residual: cfg.stac.cg_true_residual,
+        },
+    }
+}
+
+fn warm(agent: &OnPolicyAgent) -> Option<&Tensor> {
+    if agent.config().stac.warm_start {
+        agent.warm_start.as_ref()
+    } else {
+        None
+    }
+}
+
+/// `dJ/dθ` (and its pieces) for `batch` with the agent's networks, λ schedule, CG options,
+/// warm start and curvature engine, without stepping; also the actor's surrogate (item 1).
 pub fn stackelberg_direction(
+    agent: &OnPolicyAgent,
+    batch: &Batch,
+) -> Result<(StackelbergGradient, Tensor)> {
+    match agent.config().stac.curvature {
+        CurvatureEngine::Fast => fast_direction(agent, batch),
+        CurvatureEngine::Autodiff => {
+            let (sg, l) = autodiff_direction(agent, batch)?;
+            Ok((sg, l.actor_objective))
+        }
+    }
+}
+
+/// [`stackelberg_direction`] by Candle's double backward through the surrogates of
+/// [`losses`] ([`CurvatureEngine::Autodiff`], the reference).
+pub fn autodiff_direction(
     agent: &OnPolicyAgent,
     batch: &Batch,
 ) -> Result<(StackelbergGradient, StacLosses)> {
@@ -239,35 +312,104 @@ pub fn stackelberg_direction(
         cfg.gae_lambda,
         cfg.stac.hessian,
     )?;
-    let options = ImplicitOptions {
-        lambda: current_lambda(agent),
-        cg: CgOptions {
-            max_iters: cfg.stac.cg_iters,
-            rel_tol: cfg.stac.cg_rel_tol,
-            true_residual: cfg.stac.cg_true_residual,
-        },
-    };
-    let warm = if cfg.stac.warm_start {
-        agent.warm_start.as_ref()
-    } else {
-        None
-    };
     let sg = autodiff::stackelberg_gradient(
         &l.objective,
         &l.hessian_loss,
         Some(&l.mixed),
         agent.policy.vars(),
         agent.critic.vars(),
-        &options,
-        warm,
+        &implicit_options(agent),
+        warm(agent),
     )?;
     Ok((sg, l))
+}
+
+/// `E_{t'} = Σ_{t ≤ t'} γ^{t'−t} e_t` within each segment, as [`discounted_trace`] but on
+/// plain numbers (no graph), by the recursion `E_{t'} = γ E_{t'−1} + e_{t'}`.
+fn discounted_trace_values(e: &[f64], segments: &[BatchSegment], gamma: f64) -> Vec<f64> {
+    let mut out = vec![0.0; e.len()];
+    for s in segments {
+        let mut acc = 0.0;
+        for t in s.start..s.start + s.len {
+            acc = gamma * acc + e[t];
+            out[t] = acc;
+        }
+    }
+    out
+}
+
+/// [`stackelberg_direction`] by the fast engine ([`CurvatureEngine::Fast`]), same values up
+/// to rounding:
+///
+/// * `∂J/∂θ`, `∂J/∂w`: one backward pass of `J`, as the reference.
+/// * Hessian-vector products of `L(w) = (1/N) Σ_t (V_w(s_t) − G_t)²` (or its Gauss-Newton
+///   part) by the R-operator on the critic's cached activations ([`MlpCurvature`]).
+/// * The mixed product of item 3 without a double backward: the surrogate `M` is linear in
+///   `V_w`, so `(∂²M/∂θ∂w) u = ∂θ Σ_{t'} ln π_{t'} c_{t'}` with constant
+///   `c_{t'} = −(2/N) Â_{t'} Σ_{t≤t'} γ^{t'−t} ∇w V_w(s_t)·u`: one R-forward pass of the
+///   critic (the JVPs), an O(N) discounted sum, and one first-order backward pass of the
+///   policy's log-probabilities.
+pub fn fast_direction(
+    agent: &OnPolicyAgent,
+    batch: &Batch,
+) -> Result<(StackelbergGradient, Tensor)> {
+    let cfg = agent.config();
+    let n = batch.n;
+    let o = objective_parts(
+        &agent.policy,
+        &agent.critic,
+        batch,
+        cfg.gamma,
+        cfg.gae_lambda,
+    )?;
+    let theta = agent.policy.vars();
+    let (direct, grad_w) = autodiff::split_grads(&o.objective, theta, agent.critic.vars())?;
+    let residual = match cfg.stac.hessian {
+        CriticHessian::Exact => Residual::Exact,
+        CriticHessian::GaussNewton => Residual::Zero,
+    };
+    let x = batch.critic_inputs.narrow(0, 0, n)?;
+    let net = MlpCurvature::new(
+        agent.critic.mlp(),
+        &x,
+        &batch.returns_tensor,
+        2.0 / n as f64,
+        residual,
+    )?;
+    let hess = CurvatureBlocks::new(vec![net])?;
+    let (dt, dev) = (batch.obs.dtype(), batch.obs.device().clone());
+    let sg = autodiff::implicit_gradient(
+        direct,
+        grad_w,
+        |v| hess.hvp(v),
+        |u| {
+            let jvp = hess.jvps(u)?[0]
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?;
+            let neg: Vec<f64> = jvp.iter().map(|j| -j).collect();
+            let trace = discounted_trace_values(&neg, &batch.segments, cfg.gamma);
+            let scale = 2.0 / n as f64;
+            let c: Vec<f64> = trace
+                .iter()
+                .zip(&batch.advantages)
+                .map(|(e, a)| scale * a * e)
+                .collect();
+            let c = Tensor::from_vec(c, n, &Device::Cpu)?
+                .to_dtype(dt)?
+                .to_device(&dev)?;
+            autodiff::grads(&(&o.logp * c)?.sum_all()?, theta)
+        },
+        &implicit_options(agent),
+        warm(agent),
+    )
+    .map_err(OnPolicyError::from)?;
+    Ok((sg, o.actor_objective))
 }
 
 /// The STAC actor step: `θ ← θ + αθ dJ/dθ` (eq. (25); Adam ascends the same direction).
 pub(crate) fn actor_step(agent: &mut OnPolicyAgent, batch: &Batch) -> Result<ActorStep> {
     let lambda = current_lambda(agent);
-    let (sg, l) = stackelberg_direction(agent, batch)?;
+    let (sg, actor_objective) = stackelberg_direction(agent, batch)?;
     let descent = sg
         .total
         .iter()
@@ -278,7 +420,7 @@ pub(crate) fn actor_step(agent: &mut OnPolicyAgent, batch: &Batch) -> Result<Act
         agent.warm_start = Some(sg.cg.x.clone());
     }
     Ok(ActorStep {
-        objective: ac::scalar(&l.actor_objective)?,
+        objective: ac::scalar(&actor_objective)?,
         direct_norm: ac::norm(&sg.direct)?,
         implicit_norm: ac::norm(&sg.implicit)?,
         total_norm: ac::norm(&sg.total)?,

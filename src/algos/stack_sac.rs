@@ -12,11 +12,17 @@
 //!    `y(θ) = r + γ(1−d)(min_i Q̄_i(s′,a′_θ) − α ln π_θ(a′_θ|s′))` depends on θ through the
 //!    reparameterised next action `a′_θ = f_θ(ε′; s′)`. Without that dependence
 //!    `∂θ ∂φ J_Q = 0` and eq. (43) collapses to SAC;
-//! 3. [`autodiff::stackelberg_gradient`]: `u = (H + η I)⁻¹ ∂φ L_π` by conjugate gradient on
-//!    exact Hessian-vector products (double backward; never a dense Hessian), warm-started
-//!    from the previous round's `u`; then the mixed product `(∂θ ∂φ J_Q)ᵀ u`; the actor
-//!    takes an Adam step along `∂θ L_π − (∂θ ∂φ J_Q)ᵀ u`. Since the formula is linear in the
-//!    objective, passing the loss `L_π = −J_π` gives the negated ascent direction of eq. (43);
+//! 3. `u = (H + η I)⁻¹ ∂φ L_π` by conjugate gradient on exact Hessian-vector products (never
+//!    a dense Hessian), warm-started from the previous round's `u`; then the mixed product
+//!    `(∂θ ∂φ J_Q)ᵀ u`; the actor takes an Adam step along `∂θ L_π − (∂θ ∂φ J_Q)ᵀ u`. Since
+//!    the formula is linear in the objective, passing the loss `L_π = −J_π` gives the
+//!    negated ascent direction of eq. (43). Two engines ([`SacConfig::curvature`](super::SacConfig::curvature)):
+//!    [`CurvatureEngine::Fast`] (default, [`fast_stackelberg_gradient`]: Pearlmutter's
+//!    R-operator on the critics' cached activations, and the mixed term as one first-order
+//!    backward pass of a weighted target) and [`CurvatureEngine::Autodiff`] ([`losses`] +
+//!    [`stackelberg_gradient`]: Candle's double backward, the reference); same values up to
+//!    rounding (`tests/curvature_fast.rs`). `curvature_batch` optionally takes the
+//!    Hessian-vector products on a sub-sample of the minibatch (approximate, off by default);
 //! 4. the temperature step, as SAC.
 //!
 //! The Hessian is that of the semi-gradient loss: the target networks are not among the
@@ -38,11 +44,14 @@
 //! the tabular case the paper analyses.
 
 use super::AlgoError;
-use super::agent::{SacAgent, StackHessian, UpdateStats, check_finite, scalar};
-use crate::autodiff::{self, CgOptions, CgStop, ImplicitOptions, StackelbergGradient};
+use super::agent::{SacAgent, StackHessian, UpdateStats, check_finite, frozen_mlp_forward, scalar};
+use crate::autodiff::{
+    self, CgOptions, CgStop, CurvatureEngine, ImplicitOptions, StackelbergGradient,
+};
+use crate::nn::{CurvatureBlocks, MlpCurvature, Residual};
 use crate::replay::{BatchTensors, ReplayBuffer};
 use crate::rng::Rng;
-use candle_core::Tensor;
+use candle_core::{D, Tensor};
 
 /// The three scalars eq. (43) is built from, for one minibatch.
 #[derive(Clone, Debug)]
@@ -91,22 +100,27 @@ pub fn losses(
     })
 }
 
-/// Eq. (43) for given losses: the Stackelberg gradient of the actor loss, with CG options
-/// from the agent's config and warm start `warm` (no guards; see [`update`]).
-pub fn stackelberg_gradient(
-    agent: &SacAgent,
-    l: &StackLosses,
-    warm: Option<&Tensor>,
-) -> Result<StackelbergGradient, AlgoError> {
+fn implicit_options(agent: &SacAgent) -> ImplicitOptions {
     let cfg = agent.config();
-    let options = ImplicitOptions {
+    ImplicitOptions {
         lambda: cfg.eta,
         cg: CgOptions {
             max_iters: cfg.cg_iters,
             rel_tol: cfg.cg_tol,
             true_residual: false,
         },
-    };
+    }
+}
+
+/// Eq. (43) for given losses by Candle's double backward ([`CurvatureEngine::Autodiff`]):
+/// the Stackelberg gradient of the actor loss, with CG options from the agent's config and
+/// warm start `warm` (no guards; see [`update`]).
+pub fn stackelberg_gradient(
+    agent: &SacAgent,
+    l: &StackLosses,
+    warm: Option<&Tensor>,
+) -> Result<StackelbergGradient, AlgoError> {
+    let options = implicit_options(agent);
     Ok(autodiff::stackelberg_gradient(
         &l.actor_loss,
         &l.critic_loss_hessian,
@@ -116,6 +130,129 @@ pub fn stackelberg_gradient(
         &options,
         warm,
     )?)
+}
+
+/// What the fast engine returns besides the gradient: the actor loss (with its graph, for the
+/// fallback) and `ln π(ã|s)` (for the temperature step).
+#[derive(Clone, Debug)]
+pub struct FastParts {
+    /// `L_π`, as [`StackLosses::actor_loss`].
+    pub actor_loss: Tensor,
+    /// `ln π(ã|s)`, as [`StackLosses::log_prob`].
+    pub log_prob: Tensor,
+}
+
+/// The actor loss `L_π(θ, φ) = E[α ln π(ã|s) − min_i Q_i(s,ã)]` (graph to θ and φ) with
+/// actor noise `eps`, as in [`losses`].
+pub fn actor_parts(
+    agent: &SacAgent,
+    b: &BatchTensors,
+    eps: &Tensor,
+) -> Result<FastParts, AlgoError> {
+    let sample = agent.actor().sample_with_noise(&b.obs, eps)?;
+    let q = agent.critic().min_q(&b.obs, &sample.action)?;
+    let alpha = agent.entropy().alpha_tensor()?;
+    let actor_loss = (sample.log_prob.broadcast_mul(&alpha)? - q)?.mean_all()?;
+    Ok(FastParts {
+        actor_loss,
+        log_prob: sample.log_prob,
+    })
+}
+
+/// The soft Q target `y(θ)` of [`SacAgent::soft_q_target`] with the target critics' weights
+/// detached (same values; the backward pass of the mixed term then stops at the actor).
+fn target_theta(
+    agent: &SacAgent,
+    b: &BatchTensors,
+    eps_next: &Tensor,
+) -> Result<Tensor, AlgoError> {
+    let next = agent.actor().sample_with_noise(&b.next_obs, eps_next)?;
+    let x = Tensor::cat(&[&b.next_obs, &next.action], 1)?;
+    let act = agent.config().activation;
+    let [t1, t2] = agent.critic().targets();
+    let q1 = frozen_mlp_forward(t1.vars(), &x, act)?.squeeze(D::Minus1)?;
+    let q2 = frozen_mlp_forward(t2.vars(), &x, act)?.squeeze(D::Minus1)?;
+    let alpha = agent.entropy().alpha_tensor()?;
+    let soft_v = (q1.minimum(&q2)? - next.log_prob.broadcast_mul(&alpha)?)?;
+    Ok((&b.rewards + (agent.discount(b)? * soft_v)?)?)
+}
+
+/// The twin critics' cached passes for curvature products on `x`, Hessian-vector products
+/// on its first `rows` rows.
+fn critic_blocks(
+    agent: &SacAgent,
+    x: &Tensor,
+    y: &Tensor,
+    rows: usize,
+    residual: Residual,
+) -> Result<CurvatureBlocks, AlgoError> {
+    let n = x.dim(0)?;
+    let mut nets = Vec::with_capacity(2);
+    for q in agent.critic().online() {
+        // ½ E[(Q_i − y)²]: scale 1/N.
+        nets.push(MlpCurvature::new(q.mlp(), x, y, 1.0 / n as f64, residual)?);
+    }
+    let blocks = CurvatureBlocks::new(nets)?;
+    Ok(if rows < n {
+        blocks.with_hvp_rows(rows)?
+    } else {
+        blocks
+    })
+}
+
+/// Eq. (43) on minibatch `b` for the actor loss in `parts` ([`actor_parts`]) and next-action
+/// noise `eps_next` by the fast engine ([`CurvatureEngine::Fast`]); same result as
+/// [`losses`] followed by [`stackelberg_gradient`], up to rounding, when `curvature_batch` is
+/// unset.
+///
+/// * `∂θ L_π`, `∂φ L_π`: one backward pass of the actor loss, as the generic path.
+/// * `(∂²φ J_Q + ηI) u = ∂φ L_π` by CG whose Hessian-vector products are Pearlmutter's
+///   R-operator on the critics' cached activations ([`MlpCurvature`]): `J_Q` with `y` fixed,
+///   or its Gauss-Newton part, as [`StackHessian`] says.
+/// * The mixed term without a double backward: with `J_Q = ½ Σ_i E[(Q_i − y(θ))²]`,
+///   `(∂φ J_Q)·u = (1/N) Σ_b Σ_i (Q_i(x_b) − y_b) (∇φQ_i(x_b)·u_i)`, so
+///   `(∂θ∂φ J_Q)ᵀ u = ∂θ Σ_b w_b y_b(θ)` with constant weights
+///   `w_b = −(1/N) Σ_i ∇φQ_i(x_b)·u_i`: one R-forward pass of the critics (the JVPs) and one
+///   first-order backward pass of the target through the reparameterised next action.
+pub fn fast_stackelberg_gradient(
+    agent: &SacAgent,
+    b: &BatchTensors,
+    parts: &FastParts,
+    eps_next: &Tensor,
+    warm: Option<&Tensor>,
+) -> Result<StackelbergGradient, AlgoError> {
+    let cfg = agent.config();
+    let theta = agent.actor().vars();
+    let (direct, grad_w) = autodiff::split_grads(&parts.actor_loss, theta, &agent.critic().vars())?;
+
+    let y = target_theta(agent, b, eps_next)?;
+    let y_fixed = y.detach();
+    let n = b.obs.dim(0)?;
+    let x = agent.critic().online()[0].input(&b.obs, &b.actions)?;
+    let residual = match cfg.stack_hessian {
+        StackHessian::Exact => Residual::Exact,
+        StackHessian::GaussNewton => Residual::Zero,
+    };
+    let rows = cfg.curvature_batch.unwrap_or(n).min(n);
+    let hess = critic_blocks(agent, &x, &y_fixed, rows, residual)?;
+    let g = autodiff::implicit_gradient(
+        direct,
+        grad_w,
+        |v| hess.hvp(v),
+        |u| {
+            // The JVPs cover the whole minibatch (also with sub-sampled HVPs).
+            let jv = hess.jvps(u)?;
+            let mut sum = jv[0].clone();
+            for j in &jv[1..] {
+                sum = (sum + j)?;
+            }
+            let w = (sum * (-1.0 / n as f64))?;
+            autodiff::grads(&(&y * w)?.sum_all()?, theta)
+        },
+        &implicit_options(agent),
+        warm,
+    )?;
+    Ok(g)
 }
 
 fn norm(ts: &[Tensor]) -> Result<f64, AlgoError> {
@@ -144,8 +281,6 @@ pub fn update(
     let n = b.obs.dim(0)?;
     let eps = agent.noise(rng, n)?;
     let eps_next = agent.noise(rng, n)?;
-    let l = losses(agent, &b, &eps, &eps_next)?;
-    let actor_loss = check_finite("actor loss", scalar(&l.actor_loss)?)?;
 
     // 3. Stackelberg gradient by CG on exact HVPs, warm-started from the last healthy
     //    solve; an unusable solve falls back to the plain gradient (module docs).
@@ -154,7 +289,26 @@ pub fn update(
     } else {
         None
     };
-    let g = match stackelberg_gradient(agent, &l, warm.as_ref()) {
+    let (l, g) = match agent.config().curvature {
+        CurvatureEngine::Autodiff => {
+            let l = losses(agent, &b, &eps, &eps_next)?;
+            check_finite("actor loss", scalar(&l.actor_loss)?)?;
+            let g = stackelberg_gradient(agent, &l, warm.as_ref());
+            let parts = FastParts {
+                actor_loss: l.actor_loss,
+                log_prob: l.log_prob,
+            };
+            (parts, g)
+        }
+        CurvatureEngine::Fast => {
+            let parts = actor_parts(agent, &b, &eps)?;
+            check_finite("actor loss", scalar(&parts.actor_loss)?)?;
+            let g = fast_stackelberg_gradient(agent, &b, &parts, &eps_next, warm.as_ref());
+            (parts, g)
+        }
+    };
+    let actor_loss = check_finite("actor loss", scalar(&l.actor_loss)?)?;
+    let g = match g {
         Ok(g) => Some(g),
         // CG's iterate overflowed along a direction of vanishing curvature.
         Err(AlgoError::Candle(e)) if e.to_string().contains("non-finite") => None,

@@ -33,7 +33,7 @@ pub enum Command {
     Envs,
     /// Roll out a uniformly random policy and print each episode's return.
     Rollout(RolloutArgs),
-    /// Train SAC, Res-SAC or Stack-SAC (paper 001) on an environment, with evaluations,
+    /// Train SAC, Res-SAC, Stack-SAC (paper 001), AC or STAC (paper 000) on an environment, with evaluations,
     /// metrics and resumable checkpoints in a run directory.
     Train(Box<TrainArgs>),
     /// Render a trained agent (--run) or a random / zero policy (--env) to H.264 MP4, GIF

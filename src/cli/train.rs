@@ -1,4 +1,5 @@
-//! `stackrl train` and `stackrl bench sac`: thin layers over [`crate::train`] and
+//! `stackrl train` and `stackrl bench sac`: thin layers over [`crate::train`] (the SAC
+//! family's [`crate::train::off_policy`], AC / STAC's [`crate::train::on_policy`]) and
 //! [`crate::algos::bench`].
 
 use std::path::PathBuf;
@@ -8,16 +9,27 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde_json::{Map, Value};
 
-use crate::algos::Algo;
 use crate::algos::bench::{UpdateBenchCase, UpdateBenchResult, bench_update};
+use crate::algos::{Algo, OnPolicyAlgo};
 use crate::train::off_policy::{
     DEFAULT_BUFFER_SIZE, DEFAULT_CHECKPOINT_EVERY, DEFAULT_ENV_STEPS_PER_UPDATE,
     DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_EVERY, DEFAULT_LEARNING_STARTS, DEFAULT_LOG_EVERY,
     DEFAULT_STEPS,
 };
+use crate::train::on_policy::{self as on_policy, OnPolicyTrainConfig};
 use crate::train::{self, ProgressMode, RunOptions, TrainConfig, TrainSummary};
 
 const AFTER_HELP: &str = "\
+Two families of algorithms share this command. The SAC family (sac, res-sac, stack-sac;
+paper 001) is off-policy; ac and stac (paper 000) are on-policy: epochs of --epoch-steps
+environment steps, each followed by one actor step (AC: the policy gradient; STAC: the
+total derivative dJ/dθ with a λ-regularised critic Hessian, solved by conjugate gradient)
+and --critic-steps critic steps. Options marked [SAC family] or [ac/stac] apply to that
+family only; giving one to the other family is an error. Unmarked options apply to both;
+where the defaults differ, both are given. The ac/stac defaults are the paper's
+architecture (64, 64, tanh) and its code's plain gradient steps (αθ = 0.1, αw = 0.01,
+k = 80, 4000 steps per epoch, γ = 0.99, λ_GAE = 0.97).
+
 Every run gets a directory runs/<env>__<algo>__<seed>__<unix time>/ (or --run-dir) with
 config.json (the resolved options), metrics.csv and metrics.jsonl (rows with event = episode,
 train or eval; flushed on every row) and checkpoints/ (weights incl. targets, Adam state,
@@ -27,7 +39,9 @@ A killed run continues with `stackrl train --resume DIR`; it rewrites the metric
 last checkpoint identically (every column but the wall-clock ones sps and time_s).
 Checkpoints are taken at the first episode boundary after every --checkpoint-every steps,
 because every training episode starts with a reset seeded from the run's RNG (the
-environments' own state is not saved).
+environments' own state is not saved). For ac/stac every epoch starts with such a reset
+(the episode cut by an epoch's end bootstraps from V), so checkpoints, evaluations and
+train rows fall at epoch ends.
 
 --config FILE is a JSON object with these options' long names, '-' written '_' (e.g.
 {\"algo\": \"res-sac\", \"critic_updates\": 10}); a run's config.json is one. Options given on
@@ -38,102 +52,153 @@ Examples:
   stackrl train --env Reacher-v5 --algo sac --critic-updates 10          # SAC-10-0
   stackrl train --env Pendulum-v1 --algo res-sac --critic-updates 10 --res-updates 10
   stackrl train --env Pendulum-v1 --algo stack-sac --eta 0.5 --cg-iters 10
+  stackrl train --env CartPole-v1 --algo ac --critic-steps 80 --lr-actor 1 --lr-critic 0.01
+  stackrl train --env CartPole-v1 --algo stac --critic-steps 1 --lambda 0
+  stackrl train --env Hopper-v5 --algo stac --lambda 500 --steps 200000
   stackrl train --resume runs/Pendulum-v1__sac__0__1700000000";
 
 /// Options of `stackrl train`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = AFTER_HELP)]
 pub struct TrainArgs {
-    /// Environment id (see `stackrl envs`); needs a continuous (Box) action space.
+    /// Environment id (see `stackrl envs`). The SAC family needs a continuous (Box) action
+    /// space; ac/stac take Box or Discrete [ac/stac default: CartPole-v1].
     #[arg(long, default_value = "Pendulum-v1")]
     pub env: String,
-    /// Algorithm: sac, res-sac (Algorithm 5) or stack-sac (eq. 43).
+    /// Algorithm: sac, res-sac (Algorithm 5), stack-sac (eq. 43) of paper 001, or ac, stac
+    /// (eq. 9-10, 18-19) of paper 000.
     #[arg(long, default_value = "sac")]
     pub algo: String,
     /// Seed of every random choice of the run (weights, exploration, minibatches, resets).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Total environment steps.
+    /// Total environment steps [ac/stac default: 120000; a multiple of --epoch-steps].
     #[arg(long, default_value_t = DEFAULT_STEPS, value_parser = clap::value_parser!(u64).range(1..))]
     pub steps: u64,
-    /// Hidden layer widths of actor, critics and res-critic, comma-separated (Table 3: 2 × 128).
+    /// Hidden layer widths of actor, critics and res-critic, comma-separated (Table 3: 2 × 128)
+    /// [ac/stac default: 64,64].
     #[arg(long, value_delimiter = ',', default_value = "128,128")]
     pub hidden: Vec<usize>,
-    /// Hidden activation: relu (Table 3), tanh or fast-tanh.
+    /// Hidden activation: relu (Table 3), tanh or fast-tanh (tanh by a fast rational
+    /// approximation) [ac/stac default: fast-tanh].
     #[arg(long, default_value = "relu", value_parser = ["relu", "tanh", "fast-tanh"])]
     pub activation: String,
-    /// Minibatch size (Table 3: 128).
+    /// [SAC family] Minibatch size (Table 3: 128).
     #[arg(long, alias = "batch", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
-    /// Replay capacity (Table 3: 10⁶).
+    /// [SAC family] Replay capacity (Table 3: 10⁶).
     #[arg(long, default_value_t = DEFAULT_BUFFER_SIZE as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub buffer_size: u64,
     /// Discount γ (Table 3: 0.99).
     #[arg(long, default_value_t = 0.99)]
     pub gamma: f64,
-    /// Target smoothing coefficient τ, applied after every critic / res-critic update
+    /// [SAC family] Target smoothing coefficient τ, applied after every critic / res-critic update
     /// (Table 3: 0.005, interval 1).
     #[arg(long, default_value_t = 0.005)]
     pub tau: f64,
-    /// Adam learning rate of actor, critics and temperature (Table 3: 3e-4).
+    /// [SAC family] Adam learning rate of actor, critics and temperature (Table 3: 3e-4).
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
-    /// Uniformly random warm-up steps before the first update (Table 3 is silent; CleanRL's
+    /// [SAC family] Uniformly random warm-up steps before the first update (Table 3 is silent; CleanRL's
     /// 5000).
     #[arg(long, default_value_t = DEFAULT_LEARNING_STARTS)]
     pub learning_starts: u64,
-    /// Environment steps per update round (Table 3 lists 10; Haarnoja et al. 2018b, SB3 and
+    /// [SAC family] Environment steps per update round (Table 3 lists 10; Haarnoja et al. 2018b, SB3 and
     /// CleanRL use 1).
     #[arg(long, default_value_t = DEFAULT_ENV_STEPS_PER_UPDATE, value_parser = clap::value_parser!(u64).range(1..))]
     pub env_steps_per_update: u64,
-    /// x of Algo-x-y: critic updates per actor update (SAC-10-0: 10).
+    /// [SAC family] x of Algo-x-y: critic updates per actor update (SAC-10-0: 10).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub critic_updates: u64,
-    /// y of Algo-x-y: res-critic updates per actor update [default: 1 for res-sac; only
+    /// [SAC family] y of Algo-x-y: res-critic updates per actor update [default: 1 for res-sac; only
     /// res-sac accepts it].
     #[arg(long)]
     pub res_updates: Option<u64>,
-    /// Res-SAC's clip value c of the res-critic reward clip(δ, −c, c) [default: Table 3:
+    /// [SAC family] Res-SAC's clip value c of the res-critic reward clip(δ, −c, c) [default: Table 3:
     /// HalfCheetah 6, Reacher 1, Pendulum 4; required elsewhere].
     #[arg(long)]
     pub clip: Option<f64>,
-    /// Stack-SAC's Hessian regularisation η (Sec. 5.3: 0.5).
+    /// [SAC family] Stack-SAC's Hessian regularisation η (Sec. 5.3: 0.5).
     #[arg(long, default_value_t = 0.5)]
     pub eta: f64,
-    /// Stack-SAC: conjugate-gradient iterations per actor update.
+    /// Stack-SAC and STAC: conjugate-gradient iterations per actor update (paper 000's code:
+    /// 10).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub cg_iters: u64,
-    /// Stack-SAC: stop CG early at this relative residual (0: always --cg-iters).
+    /// Stack-SAC and STAC: stop CG early at this relative residual (0: always --cg-iters)
+    /// [stac default: 1e-5].
     #[arg(long, default_value_t = 1e-4)]
     pub cg_tol: f64,
-    /// Stack-SAC: warm-start CG from the previous solution (true or false).
+    /// Stack-SAC and STAC: warm-start CG from the previous solution (true or false) [stac
+    /// default: false].
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub cg_warm_start: bool,
-    /// Stack-SAC: the critic Hessian to invert: exact (the semi-gradient Hessian, by
-    /// double backward) or gauss-newton (its positive semi-definite part E[∇Q∇Qᵀ]).
+    /// Stack-SAC and STAC: the critic Hessian to invert: exact (Stack-SAC: the semi-gradient
+    /// Hessian; STAC: eq. 21-22; by double backward) or gauss-newton (its positive
+    /// semi-definite part E[∇Q∇Qᵀ], E[∇V∇Vᵀ]).
     #[arg(long, default_value = "exact", value_parser = ["exact", "gauss-newton"])]
     pub stack_hessian: String,
-    /// Initial temperature α.
+    /// [SAC family] Initial temperature α.
     #[arg(long, default_value_t = 1.0)]
     pub init_alpha: f64,
-    /// Target entropy of the temperature tuning [default: −dim(A), Table 3].
+    /// [SAC family] Target entropy of the temperature tuning [default: −dim(A), Table 3].
     #[arg(long, allow_hyphen_values = true)]
     pub target_entropy: Option<f64>,
-    /// Evaluate the deterministic (mean) policy every this many steps, on a separate
-    /// environment (0: only at the end).
+    /// [ac/stac] Environment steps per epoch; each epoch ends with one actor step and
+    /// --critic-steps critic steps (an epoch holds several episodes).
+    #[arg(long, default_value_t = on_policy::DEFAULT_EPOCH_STEPS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub epoch_steps: u64,
+    /// [ac/stac] Critic steps per epoch, the paper's unrolling k (Figure 1: 1 or 80).
+    #[arg(long, default_value_t = 80)]
+    pub critic_steps: u64,
+    /// [ac/stac] STAC's Hessian regularisation λ >= 0 of (∂²L/∂w² + λI)⁻¹ (paper: 0 on
+    /// CartPole, 500 on Reacher, Hopper and Walker2d; λ → ∞ gives AC's step).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub lambda: f64,
+    /// [ac/stac] Per-epoch decay factor of λ in (0, 1]: λ_e = max(λ · decay^e, --lambda-min)
+    /// (1: constant).
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda_decay: f64,
+    /// [ac/stac] Floor of the decayed λ (at most --lambda).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub lambda_min: f64,
+    /// [ac/stac] Actor learning rate αθ.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_actor: f64,
+    /// [ac/stac] Critic learning rate αw.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr_critic: f64,
+    /// [ac/stac] λ of the GAE advantages (not STAC's --lambda).
+    #[arg(long, default_value_t = 0.97)]
+    pub gae_lambda: f64,
+    /// [ac/stac] Optimiser of both players: sgd (plain gradient steps, eq. 9-10, as the
+    /// paper's code) or adam.
+    #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam"])]
+    pub optimizer: String,
+    /// [ac/stac] Initial log-std of the Gaussian policy; continuous (Box) actions only
+    /// [default: −0.5].
+    #[arg(long, allow_hyphen_values = true)]
+    pub init_log_std: Option<f64>,
+    /// [ac/stac] Normalise the actor's advantages to mean 0, std 1 per epoch (true or false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub normalize_advantages: bool,
+    /// Evaluate the deterministic (mean or most probable action) policy every this many
+    /// steps (ac/stac: at the first epoch end after), on a separate environment (0: only at
+    /// the end).
     #[arg(long, default_value_t = DEFAULT_EVAL_EVERY)]
     pub eval_every: u64,
     /// Episodes per evaluation (the same reset seeds every time).
     #[arg(long, default_value_t = DEFAULT_EVAL_EPISODES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub eval_episodes: u64,
-    /// Checkpoint at the first episode boundary after every this many steps (0: only at
-    /// the end).
+    /// Checkpoint at the first episode boundary (ac/stac: epoch end) after every this many
+    /// steps (0: only at the end).
     #[arg(long, default_value_t = DEFAULT_CHECKPOINT_EVERY)]
     pub checkpoint_every: u64,
     /// Checkpoints kept on disk (the newest).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_checkpoints: u64,
-    /// A "train" metrics row (interval means, steps/s) every this many steps.
+    /// [SAC family] A "train" metrics row (interval means, steps/s) every this many steps
+    /// (ac/stac write one per epoch).
     #[arg(long, default_value_t = DEFAULT_LOG_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub log_every: u64,
     /// Threads for Candle's matrix products (RAYON_NUM_THREADS; element-wise ops stay on one
@@ -197,6 +262,49 @@ const CONFIG_KEYS: &[&str] = &[
     "keep_checkpoints",
     "log_every",
     "threads",
+    "epoch_steps",
+    "critic_steps",
+    "lambda",
+    "lambda_decay",
+    "lambda_min",
+    "lr_actor",
+    "lr_critic",
+    "gae_lambda",
+    "optimizer",
+    "init_log_std",
+    "normalize_advantages",
+];
+
+/// The options of the SAC family only.
+const SAC_ONLY: &[&str] = &[
+    "batch_size",
+    "buffer_size",
+    "tau",
+    "lr",
+    "learning_starts",
+    "env_steps_per_update",
+    "critic_updates",
+    "res_updates",
+    "clip",
+    "eta",
+    "init_alpha",
+    "target_entropy",
+    "log_every",
+];
+
+/// The options of AC and STAC only.
+const ON_POLICY_ONLY: &[&str] = &[
+    "epoch_steps",
+    "critic_steps",
+    "lambda",
+    "lambda_decay",
+    "lambda_min",
+    "lr_actor",
+    "lr_critic",
+    "gae_lambda",
+    "optimizer",
+    "init_log_std",
+    "normalize_advantages",
 ];
 
 fn given(m: &ArgMatches, id: &str) -> bool {
@@ -221,13 +329,7 @@ fn overrides(a: &TrainArgs, m: &ArgMatches) -> Result<Map<String, Value>, String
         }
         let v = match key {
             "env" => Value::from(a.env.clone()),
-            "algo" => {
-                let algo: Algo = a
-                    .algo
-                    .parse()
-                    .map_err(|e: crate::algos::AlgoError| e.to_string())?;
-                Value::from(algo.name())
-            }
+            "algo" => Value::from(parse_any_algo(&a.algo)?.name()),
             "seed" => Value::from(a.seed),
             "steps" => Value::from(a.steps),
             "hidden" => Value::from(a.hidden.clone()),
@@ -255,6 +357,17 @@ fn overrides(a: &TrainArgs, m: &ArgMatches) -> Result<Map<String, Value>, String
             "keep_checkpoints" => Value::from(a.keep_checkpoints),
             "log_every" => Value::from(a.log_every),
             "threads" => Value::from(a.threads),
+            "epoch_steps" => Value::from(a.epoch_steps),
+            "critic_steps" => Value::from(a.critic_steps),
+            "lambda" => Value::from(a.lambda),
+            "lambda_decay" => Value::from(a.lambda_decay),
+            "lambda_min" => Value::from(a.lambda_min),
+            "lr_actor" => Value::from(a.lr_actor),
+            "lr_critic" => Value::from(a.lr_critic),
+            "gae_lambda" => Value::from(a.gae_lambda),
+            "optimizer" => Value::from(a.optimizer.clone()),
+            "init_log_std" => Value::from(a.init_log_std),
+            "normalize_advantages" => Value::from(a.normalize_advantages),
             _ => continue,
         };
         // Only a non-finite number serialises to null here (JSON has no NaN / infinity).
@@ -306,12 +419,76 @@ fn print_summary(s: &TrainSummary) {
     }
 }
 
-fn setup_process(config: &TrainConfig, threads: usize) -> Result<(), String> {
+fn setup_process(threads: usize, second_order: bool) -> Result<(), String> {
     train::configure_threads(threads).map_err(|e| e.to_string())?;
-    if config.algo == Algo::StackSac {
+    if second_order {
         crate::autodiff::enable_second_order().map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// An algorithm of either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AnyAlgo {
+    /// SAC, Res-SAC, Stack-SAC ([`train::off_policy`]).
+    Sac(Algo),
+    /// AC, STAC ([`train::on_policy`]).
+    OnPolicy(OnPolicyAlgo),
+}
+
+impl AnyAlgo {
+    fn name(self) -> &'static str {
+        match self {
+            AnyAlgo::Sac(a) => a.name(),
+            AnyAlgo::OnPolicy(a) => on_policy::algo_name(a),
+        }
+    }
+}
+
+fn parse_any_algo(name: &str) -> Result<AnyAlgo, String> {
+    if let Some(a) = on_policy::parse_algo(name) {
+        return Ok(AnyAlgo::OnPolicy(a));
+    }
+    name.parse::<Algo>().map(AnyAlgo::Sac).map_err(|_| {
+        format!(
+            "unknown algorithm '{name}'; valid algorithms: {}, ac, stac",
+            Algo::names().join(", ")
+        )
+    })
+}
+
+/// Errors if an option of the other family was given on the command line or in the config
+/// file.
+fn check_family(algo: AnyAlgo, file: Option<&Value>, m: &ArgMatches) -> Result<(), String> {
+    let (foreign, family) = match algo {
+        AnyAlgo::OnPolicy(_) => (SAC_ONLY, "the SAC family (sac, res-sac, stack-sac)"),
+        AnyAlgo::Sac(_) => (ON_POLICY_ONLY, "ac and stac"),
+    };
+    for key in foreign {
+        if given(m, key) {
+            return Err(format!(
+                "--{} applies to {family} only, not to --algo {}",
+                key.replace('_', "-"),
+                algo.name()
+            ));
+        }
+        if let Some(Value::Object(f)) = file
+            && f.contains_key(*key)
+        {
+            return Err(format!(
+                "option `{key}` of the --config file applies to {family} only, not to algo {}",
+                algo.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `algo` of a run directory's config.json, if it has a readable one.
+fn run_algo(dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(train::run_dir::CONFIG_FILE)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v.get("algo")?.as_str().map(String::from)
 }
 
 /// Runs `stackrl train`.
@@ -336,14 +513,22 @@ pub(super) fn train_command(a: &TrainArgs, m: &ArgMatches) -> Result<(), String>
                 extra.join(", ")
             ));
         }
-        let config = TrainConfig::read(dir).map_err(|e| e.to_string())?;
-        let threads = if given(m, "threads") {
-            a.threads as usize
+        let threads = given(m, "threads").then_some(a.threads as usize);
+        let summary = if run_algo(dir).is_some_and(|n| on_policy::parse_algo(&n).is_some()) {
+            let config = OnPolicyTrainConfig::read(dir).map_err(|e| e.to_string())?;
+            setup_process(
+                threads.unwrap_or(config.threads),
+                config.algo == OnPolicyAlgo::Stac,
+            )?;
+            on_policy::resume(dir, &options).map_err(|e| e.to_string())?
         } else {
-            config.threads
+            let config = TrainConfig::read(dir).map_err(|e| e.to_string())?;
+            setup_process(
+                threads.unwrap_or(config.threads),
+                config.algo == Algo::StackSac,
+            )?;
+            train::resume(dir, &options).map_err(|e| e.to_string())?
         };
-        setup_process(&config, threads)?;
-        let summary = train::resume(dir, &options).map_err(|e| e.to_string())?;
         print_summary(&summary);
         return Ok(());
     }
@@ -358,10 +543,32 @@ pub(super) fn train_command(a: &TrainArgs, m: &ArgMatches) -> Result<(), String>
         }
         None => None,
     };
-    let config =
-        TrainConfig::from_layers(file.as_ref(), &overrides(a, m)?).map_err(|e| e.to_string())?;
-    setup_process(&config, config.threads)?;
-    let summary = train::train(&config, &options).map_err(|e| e.to_string())?;
+    let algo_name = if given(m, "algo") {
+        a.algo.clone()
+    } else {
+        file.as_ref()
+            .and_then(|f| f.get("algo"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("sac")
+            .to_string()
+    };
+    let algo = parse_any_algo(&algo_name)?;
+    check_family(algo, file.as_ref(), m)?;
+    let overrides = overrides(a, m)?;
+    let summary = match algo {
+        AnyAlgo::OnPolicy(alg) => {
+            let config = OnPolicyTrainConfig::from_layers(file.as_ref(), &overrides)
+                .map_err(|e| e.to_string())?;
+            setup_process(config.threads, alg == OnPolicyAlgo::Stac)?;
+            on_policy::train(&config, &options).map_err(|e| e.to_string())?
+        }
+        AnyAlgo::Sac(alg) => {
+            let config =
+                TrainConfig::from_layers(file.as_ref(), &overrides).map_err(|e| e.to_string())?;
+            setup_process(config.threads, alg == Algo::StackSac)?;
+            train::train(&config, &options).map_err(|e| e.to_string())?
+        }
+    };
     print_summary(&summary);
     Ok(())
 }

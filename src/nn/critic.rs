@@ -91,6 +91,16 @@ impl QNetwork {
     pub fn vars(&self) -> &[Var] {
         self.net.vars()
     }
+
+    /// The network on `[s, a]` (for exact curvature products, [`super::MlpCurvature`]).
+    pub fn mlp(&self) -> &Mlp {
+        &self.net
+    }
+
+    /// The network's input `[s, a]`, `[batch, obs_dim + act_dim]`.
+    pub fn input(&self, obs: &Tensor, act: &Tensor) -> Result<Tensor> {
+        Tensor::cat(&[obs, act], 1)
+    }
 }
 
 /// Twin Q critics `Q_1, Q_2` (clipped double-Q) with Polyak-averaged target copies.
@@ -204,6 +214,11 @@ impl TwinQ {
         &self.online
     }
 
+    /// The two target networks.
+    pub fn targets(&self) -> &[QNetwork; 2] {
+        &self.target
+    }
+
     /// Online variables `[Q_1 vars..., Q_2 vars...]` (for the optimiser).
     pub fn vars(&self) -> Vec<Var> {
         self.online.iter().flat_map(|q| q.vars().to_vec()).collect()
@@ -293,6 +308,11 @@ impl VCritic {
     /// Online variables.
     pub fn vars(&self) -> &[Var] {
         self.online.vars()
+    }
+
+    /// The online network (for exact curvature products, [`super::MlpCurvature`]).
+    pub fn mlp(&self) -> &Mlp {
+        &self.online
     }
 
     /// Online variable store.

@@ -248,11 +248,21 @@ impl CustomOp2 for ReluGrad {
     }
 }
 
+/// Sum over the rows of a `[m, n]` tensor, `[n]`, row by row (contiguous inner loop) for f32 /
+/// f64 on the CPU, else Candle's `sum(0)`. Differentiable (backward: broadcast).
+pub fn column_sum(t: &Tensor) -> Result<Tensor> {
+    if t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64) && t.rank() == 2 {
+        t.apply_op1(ColumnSum)
+    } else {
+        t.sum(0)
+    }
+}
+
 /// Sum over the rows of a `[m, n]` tensor, giving `[n]` (the bias gradient); row by row, so
 /// the inner loop runs over contiguous memory. Backward: broadcast back to `[m, n]`.
 struct ColumnSum;
 
-fn column_sum<T: WithDType>(v: &[T], l: &Layout) -> Result<(Vec<T>, usize)> {
+fn column_sum_rows<T: WithDType>(v: &[T], l: &Layout) -> Result<(Vec<T>, usize)> {
     let (m, n) = l.shape().dims2()?;
     let s = l.stride();
     let o = l.start_offset();
@@ -280,11 +290,11 @@ impl CustomOp1 for ColumnSum {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (out, n) = match s {
             CpuStorage::F32(v) => {
-                let (a, n) = column_sum(v, l)?;
+                let (a, n) = column_sum_rows(v, l)?;
                 (CpuStorage::F32(a), n)
             }
             CpuStorage::F64(v) => {
-                let (a, n) = column_sum(v, l)?;
+                let (a, n) = column_sum_rows(v, l)?;
                 (CpuStorage::F64(a), n)
             }
             _ => candle_core::bail!("column-sum: f32 or f64"),

@@ -8,6 +8,7 @@ pub mod gaussian;
 pub mod linear;
 pub mod mlp;
 pub mod optim;
+pub mod rop;
 
 pub use activation::{Activation, fast_tanh};
 pub use critic::{EntropyTuner, QNetwork, TwinQ, VCritic, polyak_update, target_entropy};
@@ -15,6 +16,7 @@ pub use gaussian::{
     CategoricalPolicy, DiagGaussianPolicy, LogStdBound, SquashedGaussianActor,
     SquashedGaussianConfig, SquashedSample, softplus, tanh_log_abs_det_jacobian,
 };
-pub use linear::linear;
+pub use linear::{column_sum, linear};
 pub use mlp::{Mlp, MlpConfig, copy_vars};
 pub use optim::{Adam, AdamConfig};
+pub use rop::{CurvatureBlocks, MlpCurvature, Residual};

@@ -1,5 +1,6 @@
-//! The trainers' `--video-every N` hook: one evaluation episode recorded to MP4 every `N`
-//! environment steps, into `<run>/videos/rl-video-step-<step>.mp4` (Gymnasium's
+//! The trainers' `--video-every N` hook (SAC family and AC/STAC): one evaluation episode
+//! recorded to MP4 every `N` environment steps (the on-policy trainer: at the end of each
+//! epoch that crosses a multiple of `N`), into `<run>/videos/rl-video-step-<step>.mp4` (Gymnasium's
 //! `RecordVideo` names with a step trigger: prefix `rl-video`, `-step-<step>`).
 //!
 //! The recorder owns a separate environment and renderer and resets with a fixed seed, so

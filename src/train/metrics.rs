@@ -6,7 +6,11 @@
 //! set keys. Numbers are written in Rust's shortest round-trip form, so a value read back
 //! is bit-identical to the one written (resume equality is checked on these files).
 //!
-//! Files are flushed after every row. A checkpoint records both files' lengths
+//! Numeric cells of rows that carry a `step` and an `event` are also written as TensorBoard
+//! scalars tagged `<event>/<column>` (e.g. `eval/eval_return`) at that step, to
+//! [`super::tensorboard::EVENTS_FILE`] in the same directory.
+//!
+//! Files are flushed after every row. A checkpoint records the files' lengths
 //! ([`MetricsWriter::positions`]); resuming truncates the files back to them
 //! ([`MetricsWriter::resume`]), dropping rows written after the checkpoint by the killed
 //! process, which the resumed run writes again.
@@ -16,6 +20,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::TrainError;
+use super::tensorboard::EventWriter;
 
 /// File name of the CSV metrics.
 pub const CSV_FILE: &str = "metrics.csv";
@@ -116,15 +121,19 @@ pub struct MetricsWriter {
     jsonl_path: PathBuf,
     csv_len: u64,
     jsonl_len: u64,
+    events: EventWriter,
 }
 
-/// Byte lengths of the two metrics files (recorded in checkpoints).
+/// Byte lengths of the metrics files (recorded in checkpoints).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsPositions {
     /// Length of `metrics.csv`.
     pub csv: u64,
     /// Length of `metrics.jsonl`.
     pub jsonl: u64,
+    /// Length of the TensorBoard event file (0 in checkpoints written before there was one).
+    #[serde(default)]
+    pub tfevents: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -150,6 +159,7 @@ impl MetricsWriter {
             jsonl_path,
             csv_len: 0,
             jsonl_len: 0,
+            events: EventWriter::create(dir)?,
         };
         let header = format!("{}\n", columns.join(","));
         w.csv
@@ -207,6 +217,7 @@ impl MetricsWriter {
             jsonl_path,
             csv_len: positions.csv,
             jsonl_len: positions.jsonl,
+            events: EventWriter::resume(dir, positions.tfevents)?,
         })
     }
 
@@ -220,6 +231,7 @@ impl MetricsWriter {
         MetricsPositions {
             csv: self.csv_len,
             jsonl: self.jsonl_len,
+            tfevents: self.events.len(),
         }
     }
 
@@ -258,7 +270,30 @@ impl MetricsWriter {
             .map_err(io_err(&self.jsonl_path))?;
         self.csv_len += csv_line.len() as u64;
         self.jsonl_len += json_line.len() as u64;
-        Ok(())
+        self.write_scalars(row)
+    }
+
+    fn write_scalars(&mut self, row: &Row) -> Result<(), TrainError> {
+        let (Some(Value::Int(step)), Some(Value::Text(event))) =
+            (row.get("step"), row.get("event"))
+        else {
+            return Ok(());
+        };
+        let tags: Vec<(String, f32)> = row
+            .entries
+            .iter()
+            .filter_map(|(column, value)| {
+                let x = match value {
+                    Value::Num(x) => *x as f32,
+                    Value::Int(n) if *column != "step" => *n as f32,
+                    _ => return None,
+                };
+                Some((format!("{event}/{column}"), x))
+            })
+            .collect();
+        let scalars: Vec<(&str, f32)> = tags.iter().map(|(t, x)| (t.as_str(), *x)).collect();
+        let step = *step;
+        self.events.scalars(step, &scalars)
     }
 }
 

@@ -1,8 +1,9 @@
 //! Run machinery shared by the trainers: run directories with `config.json`
 //! ([`run_dir`]), CSV / JSON-lines metrics flushed on every row ([`metrics`]), atomic
-//! checkpoints with a `latest` pointer ([`checkpoint`]), episode stepping with RNG-seeded
+//! checkpoints with a `latest` pointer ([`checkpoint`]), TensorBoard event files ([`tensorboard`]), episode stepping with RNG-seeded
 //! resets and deterministic evaluation ([`episodes`]), and a progress display
-//! ([`progress`]). [`off_policy`] is the SAC / Res-SAC / Stack-SAC trainer built on them.
+//! ([`progress`]). [`off_policy`] is the SAC / Res-SAC / Stack-SAC trainer built on them,
+//! [`on_policy`] the AC / STAC trainer.
 //!
 //! # Threads
 //!
@@ -18,8 +19,10 @@ pub mod checkpoint;
 pub mod episodes;
 pub mod metrics;
 pub mod off_policy;
+pub mod on_policy;
 pub mod progress;
 pub mod run_dir;
+pub mod tensorboard;
 
 pub use checkpoint::Checkpointer;
 pub use episodes::{EpisodeRunner, EvalResult, evaluate};
@@ -89,6 +92,9 @@ pub enum TrainError {
     /// An error of the algorithm.
     #[error(transparent)]
     Algo(#[from] crate::algos::AlgoError),
+    /// An error of the on-policy algorithms (AC, STAC): invalid options, bad saved state.
+    #[error(transparent)]
+    OnPolicy(#[from] crate::algos::OnPolicyError),
     /// A replay-buffer error.
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
