@@ -227,24 +227,24 @@ fn render_errors_are_clear() {
     );
     assert!(!root.join("no_egl.mp4").exists());
     // A run of an algorithm without a loader.
-    let stac = root.join("stac_run");
-    std::fs::create_dir_all(&stac).unwrap();
+    let unsupported = root.join("ppo_run");
+    std::fs::create_dir_all(&unsupported).unwrap();
     std::fs::write(
-        stac.join("config.json"),
-        r#"{"env": "CartPole-v1", "algo": "stac"}"#,
+        unsupported.join("config.json"),
+        r#"{"env": "CartPole-v1", "algo": "ppo"}"#,
     )
     .unwrap();
     let out = root.join("x.mp4");
     let (ok, text) = stackrl(&[
         "render",
         "--run",
-        stac.to_str().unwrap(),
+        unsupported.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
     assert!(!ok);
     assert!(
-        text.contains("rendering runs of algo stac is not supported yet"),
+        text.contains("rendering runs of algo ppo is not supported yet"),
         "{text}"
     );
     assert!(!out.exists(), "a failed render left {}", out.display());
@@ -274,9 +274,9 @@ fn render_errors_are_clear() {
     ]);
     assert!(!ok && text.contains("even"), "{text}");
     // plot: no metric values, bad extension.
-    let (ok, text) = stackrl(&["plot", stac.to_str().unwrap(), "--out", "c.png"]);
+    let (ok, text) = stackrl(&["plot", unsupported.to_str().unwrap(), "--out", "c.png"]);
     assert!(!ok && text.contains("metrics.jsonl"), "{text}");
-    let (ok, text) = stackrl(&["plot", stac.to_str().unwrap(), "--out", "c.jpg"]);
+    let (ok, text) = stackrl(&["plot", unsupported.to_str().unwrap(), "--out", "c.jpg"]);
     assert!(!ok && text.contains(".png or .svg"), "{text}");
 }
 
@@ -315,4 +315,38 @@ fn video_every_in_the_on_policy_trainer_keeps_metrics() {
         assert_eq!((w, h), (480, 480));
         assert!(frames >= 2, "{}: {frames} frames", path.display());
     }
+    // The AC run renders through its checkpoint (CartPole is drawn).
+    let out = root.join("ac_frames");
+    let (ok, text) = stackrl(&[
+        "render",
+        "--run",
+        dirs[0].to_str().unwrap(),
+        "--episodes",
+        "2",
+        "--deterministic",
+        "--format",
+        "png",
+        "--width",
+        "60",
+        "--height",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("ac agent from"), "{text}");
+    assert!(out.join("frame_000001.png").is_file());
+    // A SAC checkpoint given to this AC run is refused.
+    let sac_root = tmp("onpolicy-sac");
+    run(&small("sac", 0, 200), &sac_root, None);
+    let sac_ckpt = std::fs::read_to_string(sac_root.join("checkpoints/latest")).unwrap();
+    let sac_ckpt = sac_root.join("checkpoints").join(sac_ckpt.trim());
+    let err = stackrl::render::load_run_policy(&dirs[0], Some(&sac_ckpt), true, 0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("is from a \"sac\" run on \"Pendulum-v1\""),
+        "{err}"
+    );
 }

@@ -28,7 +28,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = RENDER_HELP)]
 pub struct RenderArgs {
-    /// A training run directory: render its agent (SAC, Res-SAC, Stack-SAC).
+    /// A training run directory: render its agent (SAC, Res-SAC, Stack-SAC, AC, STAC).
     #[arg(long, conflicts_with = "policy")]
     pub run: Option<PathBuf>,
     /// The run's checkpoint to load (a checkpoint folder or a file in it) [default: the
@@ -118,6 +118,8 @@ pub(super) fn render_command(a: &RenderArgs) -> Result<(), String> {
         let (mut policy, what) = match &a.run {
             Some(run) => {
                 crate::train::configure_threads(1).map_err(|x| x.to_string())?;
+                // STAC agents are built with second-order gradients available.
+                crate::autodiff::enable_second_order().map_err(|x| x.to_string())?;
                 let loaded = load_run_policy(run, a.checkpoint.as_deref(), a.deterministic, a.seed)
                     .map_err(e)?;
                 let what = format!(

@@ -1,9 +1,9 @@
 //! Policies to render: uniformly random, zero, and the actor of a training run.
 //!
 //! [`load_run_policy`] reads a run directory's `config.json`, picks the loader for its
-//! `algo` and returns the policy with the run's environment id. The SAC family (sac,
-//! res-sac, stack-sac) is supported; adding another family means one more arm in
-//! [`load_run_policy`] returning its own [`Policy`].
+//! `algo` and returns the policy with the run's environment id: the SAC family (sac,
+//! res-sac, stack-sac) and the on-policy AC / STAC runs. Another family means one more arm
+//! in [`load_run_policy`] returning its own [`Policy`].
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ use candle_core::DType;
 use rand::{Rng as _, SeedableRng};
 
 use super::RenderError;
+use crate::algos::OnPolicyAgent;
 use crate::algos::SacAgent;
 use crate::envs::{self, Env, Space};
 use crate::rng::Rng;
@@ -167,9 +168,10 @@ pub fn load_run_policy(
         .to_string();
     match algo.as_str() {
         "sac" | "res-sac" | "stack-sac" => load_sac(run_dir, checkpoint, deterministic, seed),
+        "ac" | "stac" => load_on_policy(run_dir, checkpoint, deterministic, seed),
         other => Err(RenderError::Policy(format!(
             "rendering runs of algo {other} is not supported yet (supported: sac, res-sac, \
-             stack-sac)"
+             stack-sac, ac, stac)"
         ))),
     }
 }
@@ -195,14 +197,14 @@ fn checkpoint_dir(run_dir: &Path, given: Option<&Path>) -> Result<PathBuf, Rende
     }
 }
 
-fn load_sac(
+/// Reads the checkpoint's `meta.json` in `dir` and checks that it is a `format` checkpoint
+/// of the run (`algo` on `env` with `hidden`).
+fn check_meta(
+    dir: &Path,
     run_dir: &Path,
-    checkpoint: Option<&Path>,
-    deterministic: bool,
-    seed: u64,
-) -> Result<LoadedRun, RenderError> {
-    let config = TrainConfig::read(run_dir).map_err(policy_err)?;
-    let dir = checkpoint_dir(run_dir, checkpoint)?;
+    format: &str,
+    (algo, env, hidden): (&str, &str, &[usize]),
+) -> Result<(), RenderError> {
     let meta_path = dir.join(META_FILE);
     let meta: serde_json::Value = std::fs::read_to_string(&meta_path)
         .map_err(|e| format!("{} is not a checkpoint: {e}", dir.display()))
@@ -211,31 +213,40 @@ fn load_sac(
         })
         .map_err(RenderError::Policy)?;
     let field = |k: &str| meta.get(k).cloned().unwrap_or(serde_json::Value::Null);
-    if field("format") != CHECKPOINT_FORMAT {
-        return Err(RenderError::Policy(format!(
-            "{} is not a SAC-family checkpoint (format {})",
-            dir.display(),
-            field("format")
-        )));
-    }
     let (m_algo, m_env) = (field("algo"), field("env"));
-    if m_algo != config.algo.name() || m_env != config.env.as_str() {
+    if field("format") != format || m_algo != algo || m_env != env {
         return Err(RenderError::Policy(format!(
-            "checkpoint {} is from a {m_algo} run on {m_env}, but {} is a {} run on {}",
+            "checkpoint {} is from a {m_algo} run on {m_env} (format {}), but {} is a {algo} \
+             run on {env}",
             dir.display(),
+            field("format"),
             run_dir.display(),
-            config.algo,
-            config.env
         )));
     }
-    if field("hidden") != serde_json::json!(config.sac.hidden) {
+    if field("hidden") != serde_json::json!(hidden) {
         return Err(RenderError::Policy(format!(
-            "checkpoint {} has hidden sizes {}, the run's config.json {:?}",
+            "checkpoint {} has hidden sizes {}, the run's config.json {hidden:?}",
             dir.display(),
             field("hidden"),
-            config.sac.hidden
         )));
     }
+    Ok(())
+}
+
+fn load_sac(
+    run_dir: &Path,
+    checkpoint: Option<&Path>,
+    deterministic: bool,
+    seed: u64,
+) -> Result<LoadedRun, RenderError> {
+    let config = TrainConfig::read(run_dir).map_err(policy_err)?;
+    let dir = checkpoint_dir(run_dir, checkpoint)?;
+    check_meta(
+        &dir,
+        run_dir,
+        CHECKPOINT_FORMAT,
+        (config.algo.name(), &config.env, &config.sac.hidden),
+    )?;
     let env = envs::make(&config.env)?;
     let (low, high) = match env.action_space() {
         Space::Box { low, high } => (low.clone(), high.clone()),
@@ -270,6 +281,58 @@ fn load_sac(
         algo: config.algo.name().to_string(),
         checkpoint: dir,
         policy: Box::new(SacPolicy {
+            agent,
+            deterministic,
+            rng: Rng::seed_from_u64(seed),
+        }),
+    })
+}
+
+/// The actor of an AC / STAC agent: its most likely action (`deterministic`) or a sample.
+pub struct OnPolicyPolicy {
+    agent: OnPolicyAgent,
+    deterministic: bool,
+    rng: Rng,
+}
+
+impl Policy for OnPolicyPolicy {
+    fn act(&mut self, obs: &[f64]) -> Result<Vec<f64>, RenderError> {
+        self.agent
+            .act(obs, self.deterministic, &mut self.rng)
+            .map_err(|e| RenderError::Policy(format!("actor: {e}")))
+    }
+}
+
+fn load_on_policy(
+    run_dir: &Path,
+    checkpoint: Option<&Path>,
+    deterministic: bool,
+    seed: u64,
+) -> Result<LoadedRun, RenderError> {
+    use crate::train::on_policy as op;
+    let config = op::OnPolicyTrainConfig::read(run_dir).map_err(policy_err)?;
+    let algo = op::algo_name(config.algo);
+    let dir = checkpoint_dir(run_dir, checkpoint)?;
+    check_meta(
+        &dir,
+        run_dir,
+        op::FORMAT,
+        (algo, &config.env, &config.hidden),
+    )?;
+    let (mut agent, _) = op::build(&config).map_err(policy_err)?;
+    let mut state = load_tensors(&dir.join(op::WEIGHTS_FILE)).map_err(policy_err)?;
+    state.extend(load_tensors(&dir.join(op::OPTIMIZER_FILE)).map_err(policy_err)?);
+    agent.load_state_tensors(&state).map_err(|e| {
+        RenderError::Policy(format!(
+            "checkpoint {} does not fit the run's networks: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(LoadedRun {
+        env: config.env.clone(),
+        algo: algo.to_string(),
+        checkpoint: dir,
+        policy: Box::new(OnPolicyPolicy {
             agent,
             deterministic,
             rng: Rng::seed_from_u64(seed),

@@ -438,10 +438,10 @@ pub const COLUMNS: &[&str] = &[
 /// The wall-clock columns (the only ones that differ between identical runs).
 pub const TIMING_COLUMNS: &[&str] = &["collect_s", "update_s", "sps", "time_s"];
 
-const META_FILE: &str = "meta.json";
-const WEIGHTS_FILE: &str = "weights.safetensors";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-const FORMAT: &str = "stackrl-onpolicy-checkpoint-v1";
+pub(crate) const META_FILE: &str = "meta.json";
+pub(crate) const WEIGHTS_FILE: &str = "weights.safetensors";
+pub(crate) const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub(crate) const FORMAT: &str = "stackrl-onpolicy-checkpoint-v1";
 
 /// A checkpoint's `meta.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -480,7 +480,7 @@ struct Session {
 
 /// Makes the environment and the agent (initialised from a fresh `Rng::seed_from_u64(seed)`,
 /// whose state after the initialisation is returned).
-fn build(config: &OnPolicyTrainConfig) -> Result<(OnPolicyAgent, Rng), TrainError> {
+pub(crate) fn build(config: &OnPolicyTrainConfig) -> Result<(OnPolicyAgent, Rng), TrainError> {
     let env = envs::make(&config.env)?;
     if config.algo == OnPolicyAlgo::Stac {
         crate::autodiff::check_second_order().map_err(|e| {
