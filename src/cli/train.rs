@@ -681,8 +681,9 @@ pub(super) fn bench_sac_command(a: &BenchSacArgs) -> Result<(), String> {
     let cases = cases(a)?;
     if a.worker {
         let threads = a.threads.first().copied().unwrap_or(1);
+        // The fast curvature engine needs first-order gradients only, so the process runs
+        // as the trainer does (no second-order switch, which slows every backward pass).
         train::configure_threads(threads).map_err(|e| e.to_string())?;
-        crate::autodiff::enable_second_order().map_err(|e| e.to_string())?;
         for case in &cases {
             let r = bench_update(case).map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
