@@ -3,9 +3,12 @@
 //! on the fast R-operator engine (`CurvatureEngine::Fast`, the default), and the fast engine
 //! with Hessian-vector products on a quarter of the minibatch (`curvature_batch`, an
 //! approximation, off by default), for 256×256 / batch 256 and Table 3's 128×128 / batch 128,
-//! at 1 and 2 threads. Every thread count runs in its own process (Candle and rayon read the
-//! thread count once); inside it, the cases run one after the other, so they see the same
-//! machine load.
+//! at 1 and 2 threads. Every thread count runs in its own processes (Candle and rayon read the
+//! thread count once): one for SAC and the fast engine, which need only first-order
+//! gradients and run as the trainer runs them (Candle detaching intermediate gradients), then
+//! one with Candle's second-order switch on for the double-backward rows (the switch also
+//! makes every ordinary backward pass keep its graph, so it is not turned on where it is not
+//! needed). Inside a process the cases run one after the other.
 //!
 //! Options (after `--`): `--threads 1,2`, `--sizes 256x256/256,128x128/128`, `--iters 100`
 //! (SAC updates per repetition; Stack-SAC runs a fifth, at least 5), `--repeats 5`,
@@ -30,6 +33,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Set (to the thread count) in the worker processes.
 const WORKER: &str = "STACKRL_SAC_UPDATE_BENCH_WORKER";
+/// Set (to 1) in the worker process that runs the double-backward rows.
+const SECOND_ORDER: &str = "STACKRL_SAC_UPDATE_BENCH_SECOND_ORDER";
 
 struct Args {
     threads: Vec<usize>,
@@ -143,11 +148,16 @@ fn variants(
     v
 }
 
-fn worker(a: &Args, threads: usize) -> Result<(), String> {
+fn worker(a: &Args, threads: usize, second_order: bool) -> Result<(), String> {
     stackrl::train::configure_threads(threads).map_err(|e| e.to_string())?;
-    stackrl::autodiff::enable_second_order().map_err(|e| e.to_string())?;
+    if second_order {
+        stackrl::autodiff::enable_second_order().map_err(|e| e.to_string())?;
+    }
     for (hidden, batch) in &a.sizes {
         for (label, algo, engine, sub) in variants(*batch, &a.subsample) {
+            if (algo == Algo::StackSac && engine == CurvatureEngine::Autodiff) != second_order {
+                continue;
+            }
             if a.only
                 .as_ref()
                 .is_some_and(|o| &label != o && algo != Algo::Sac)
@@ -186,7 +196,7 @@ fn main() -> ExitCode {
         let r = t
             .parse::<usize>()
             .map_err(|_| format!("bad {WORKER}={t}"))
-            .and_then(|t| worker(&a, t));
+            .and_then(|t| worker(&a, t, std::env::var_os(SECOND_ORDER).is_some()));
         return match r {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -217,33 +227,39 @@ fn main() -> ExitCode {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &t in &a.threads {
-        let out = Command::new(&exe)
-            .args(std::env::args().skip(1))
-            .env(WORKER, t.to_string())
-            .output();
-        let out = match out {
-            Ok(o) if o.status.success() => o,
-            Ok(o) => {
-                eprintln!(
-                    "sac_update: worker ({t} threads) failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                return ExitCode::FAILURE;
+        let mut rows: Vec<(String, UpdateBenchResult)> = Vec::new();
+        for second_order in [false, true] {
+            let mut cmd = Command::new(&exe);
+            cmd.args(std::env::args().skip(1))
+                .env(WORKER, t.to_string());
+            if second_order {
+                cmd.env(SECOND_ORDER, "1");
             }
-            Err(e) => {
-                eprintln!("sac_update: cannot run the worker: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let rows: Vec<(String, UpdateBenchResult)> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| {
-                let label = v["label"].as_str()?.to_string();
-                let r = serde_json::from_value(v["result"].clone()).ok()?;
-                Some((label, r))
-            })
-            .collect();
+            let out = match cmd.output() {
+                Ok(o) if o.status.success() => o,
+                Ok(o) => {
+                    eprintln!(
+                        "sac_update: worker ({t} threads) failed: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("sac_update: cannot run the worker: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rows.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter_map(|v| {
+                        let label = v["label"].as_str()?.to_string();
+                        let r = serde_json::from_value(v["result"].clone()).ok()?;
+                        Some((label, r))
+                    }),
+            );
+        }
         for (label, r) in &rows {
             let sac = rows.iter().find(|(_, s)| {
                 s.case.algo == Algo::Sac

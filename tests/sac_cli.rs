@@ -100,6 +100,8 @@ fn train_help_explains_every_option() {
         "--cg-iters",
         "--cg-tol",
         "--cg-warm-start",
+        "--curvature",
+        "--curvature-batch",
         "--init-alpha",
         "--target-entropy",
         "--eval-every",
@@ -166,6 +168,48 @@ fn bad_inputs_fail_with_a_clear_message() {
     fails(
         &["train", "--lr", "NaN", "--run-dir", dir],
         &["--lr must be finite"],
+    );
+    // Stack-SAC's curvature options.
+    fails(
+        &["train", "--curvature", "gauss"],
+        &["--curvature", "fast, autodiff"],
+    );
+    fails(
+        &["train", "--curvature-batch", "0"],
+        &["--curvature-batch", "0"],
+    );
+    let stack = [
+        "train",
+        "--algo",
+        "stack-sac",
+        "--batch-size",
+        "64",
+        "--run-dir",
+        dir,
+    ];
+    fails(
+        &[&stack[..], &["--curvature-batch", "65"]].concat(),
+        &["curvature_batch must be in 1..=batch_size (64), got 65"],
+    );
+    fails(
+        &[
+            &stack[..],
+            &["--curvature-batch", "16", "--curvature", "autodiff"],
+        ]
+        .concat(),
+        &["curvature_batch needs the fast curvature engine"],
+    );
+    fails(
+        &[
+            "train",
+            "--algo",
+            "stac",
+            "--env",
+            "CartPole-v1",
+            "--curvature-batch",
+            "16",
+        ],
+        &["--curvature-batch applies to the SAC family"],
     );
     // Config files: unknown keys and bad values are named.
     std::fs::create_dir_all(&d).unwrap();

@@ -118,8 +118,6 @@ pub(super) fn render_command(a: &RenderArgs) -> Result<(), String> {
         let (mut policy, what) = match &a.run {
             Some(run) => {
                 crate::train::configure_threads(1).map_err(|x| x.to_string())?;
-                // STAC agents are built with second-order gradients available.
-                crate::autodiff::enable_second_order().map_err(|x| x.to_string())?;
                 let loaded = load_run_policy(run, a.checkpoint.as_deref(), a.deterministic, a.seed)
                     .map_err(e)?;
                 let what = format!(

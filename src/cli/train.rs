@@ -138,6 +138,17 @@ pub struct TrainArgs {
     /// semi-definite part E[∇Q∇Qᵀ], E[∇V∇Vᵀ]).
     #[arg(long, default_value = "exact", value_parser = ["exact", "gauss-newton"])]
     pub stack_hessian: String,
+    /// Stack-SAC and STAC: how Hessian-vector and mixed products are computed: fast
+    /// (Pearlmutter's R-operator on the critic's cached activations, first-order passes
+    /// only) or autodiff (Candle's double backward, the reference). Same values up to
+    /// rounding; docs/sac.md and docs/stac.md have the timings.
+    #[arg(long, default_value = "fast", value_parser = ["fast", "autodiff"])]
+    pub curvature: String,
+    /// [SAC family] Stack-SAC: Hessian-vector products on the first M rows of each
+    /// minibatch only (sub-sampled curvature, Martens 2010; an approximation, off by
+    /// default; needs --curvature fast).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub curvature_batch: Option<u64>,
     /// [SAC family] Initial temperature α.
     #[arg(long, default_value_t = 1.0)]
     pub init_alpha: f64,
@@ -254,6 +265,8 @@ const CONFIG_KEYS: &[&str] = &[
     "cg_tol",
     "cg_warm_start",
     "stack_hessian",
+    "curvature",
+    "curvature_batch",
     "init_alpha",
     "target_entropy",
     "eval_every",
@@ -289,6 +302,7 @@ const SAC_ONLY: &[&str] = &[
     "eta",
     "init_alpha",
     "target_entropy",
+    "curvature_batch",
     "log_every",
 ];
 
@@ -349,6 +363,8 @@ fn overrides(a: &TrainArgs, m: &ArgMatches) -> Result<Map<String, Value>, String
             "cg_tol" => Value::from(a.cg_tol),
             "cg_warm_start" => Value::from(a.cg_warm_start),
             "stack_hessian" => Value::from(a.stack_hessian.clone()),
+            "curvature" => Value::from(a.curvature.clone()),
+            "curvature_batch" => Value::from(a.curvature_batch),
             "init_alpha" => Value::from(a.init_alpha),
             "target_entropy" => Value::from(a.target_entropy),
             "eval_every" => Value::from(a.eval_every),
@@ -518,14 +534,14 @@ pub(super) fn train_command(a: &TrainArgs, m: &ArgMatches) -> Result<(), String>
             let config = OnPolicyTrainConfig::read(dir).map_err(|e| e.to_string())?;
             setup_process(
                 threads.unwrap_or(config.threads),
-                config.algo == OnPolicyAlgo::Stac,
+                on_policy::needs_second_order(&config),
             )?;
             on_policy::resume(dir, &options).map_err(|e| e.to_string())?
         } else {
             let config = TrainConfig::read(dir).map_err(|e| e.to_string())?;
             setup_process(
                 threads.unwrap_or(config.threads),
-                config.algo == Algo::StackSac,
+                train::off_policy::needs_second_order(&config),
             )?;
             train::resume(dir, &options).map_err(|e| e.to_string())?
         };
@@ -556,16 +572,19 @@ pub(super) fn train_command(a: &TrainArgs, m: &ArgMatches) -> Result<(), String>
     check_family(algo, file.as_ref(), m)?;
     let overrides = overrides(a, m)?;
     let summary = match algo {
-        AnyAlgo::OnPolicy(alg) => {
+        AnyAlgo::OnPolicy(_) => {
             let config = OnPolicyTrainConfig::from_layers(file.as_ref(), &overrides)
                 .map_err(|e| e.to_string())?;
-            setup_process(config.threads, alg == OnPolicyAlgo::Stac)?;
+            setup_process(config.threads, on_policy::needs_second_order(&config))?;
             on_policy::train(&config, &options).map_err(|e| e.to_string())?
         }
-        AnyAlgo::Sac(alg) => {
+        AnyAlgo::Sac(_) => {
             let config =
                 TrainConfig::from_layers(file.as_ref(), &overrides).map_err(|e| e.to_string())?;
-            setup_process(config.threads, alg == Algo::StackSac)?;
+            setup_process(
+                config.threads,
+                train::off_policy::needs_second_order(&config),
+            )?;
             train::train(&config, &options).map_err(|e| e.to_string())?
         }
     };
@@ -667,8 +686,9 @@ pub(super) fn bench_sac_command(a: &BenchSacArgs) -> Result<(), String> {
     let cases = cases(a)?;
     if a.worker {
         let threads = a.threads.first().copied().unwrap_or(1);
+        // The fast curvature engine needs first-order gradients only, so the process runs
+        // as the trainer does (no second-order switch, which slows every backward pass).
         train::configure_threads(threads).map_err(|e| e.to_string())?;
-        crate::autodiff::enable_second_order().map_err(|e| e.to_string())?;
         for case in &cases {
             let r = bench_update(case).map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);

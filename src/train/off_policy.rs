@@ -534,11 +534,18 @@ fn make_env(config: &TrainConfig) -> Result<MadeEnv, TrainError> {
     })
 }
 
+/// Whether a run needs Candle's second-order switch: Stack-SAC on the double-backward
+/// engine (the fast engine's products are all first-order passes).
+pub fn needs_second_order(config: &TrainConfig) -> bool {
+    config.algo == Algo::StackSac
+        && config.sac.curvature == crate::autodiff::CurvatureEngine::Autodiff
+}
+
 fn check_second_order(config: &TrainConfig) -> Result<(), TrainError> {
-    if config.algo == Algo::StackSac {
+    if needs_second_order(config) {
         crate::autodiff::check_second_order().map_err(|e| {
             TrainError::Config(format!(
-                "stack-sac needs second-order gradients: {e} (call \
+                "stack-sac with --curvature autodiff needs second-order gradients: {e} (call \
                  stackrl::autodiff::enable_second_order() at program start)"
             ))
         })?;

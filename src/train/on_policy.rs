@@ -53,6 +53,7 @@ use crate::algos::{
     OptimizerKind, Precision, StacConfig, StackHessian,
 };
 use crate::autodiff::CgStop;
+use crate::autodiff::CurvatureEngine;
 use crate::envs::{self, Space};
 use crate::nn::Activation;
 use crate::rng::Rng;
@@ -177,6 +178,10 @@ pub struct OnPolicyTrainConfig {
     pub cg_warm_start: bool,
     /// STAC: the critic Hessian to invert (exact, eq. 21-22, or its Gauss-Newton part).
     pub stack_hessian: StackHessian,
+    /// STAC: how the Hessian-vector and mixed products are computed (same values either
+    /// way; `fast` is the R-operator engine, `autodiff` Candle's double backward).
+    #[serde(default)]
+    pub curvature: CurvatureEngine,
     /// Evaluate at the first epoch end at or after every this many steps (0: only at the
     /// end).
     pub eval_every: u64,
@@ -220,6 +225,7 @@ impl Default for OnPolicyTrainConfig {
             cg_tol: s.cg_rel_tol,
             cg_warm_start: s.warm_start,
             stack_hessian: StackHessian::Exact,
+            curvature: CurvatureEngine::Fast,
             eval_every: DEFAULT_EVAL_EVERY,
             eval_episodes: 10,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
@@ -310,8 +316,7 @@ impl OnPolicyTrainConfig {
                     StackHessian::Exact => CriticHessian::Exact,
                     StackHessian::GaussNewton => CriticHessian::GaussNewton,
                 },
-                // The fast exact engine (R-operator products, same values as double backward).
-                curvature: crate::autodiff::CurvatureEngine::Fast,
+                curvature: self.curvature,
             },
         }
     }
@@ -480,12 +485,18 @@ struct Session {
 
 /// Makes the environment and the agent (initialised from a fresh `Rng::seed_from_u64(seed)`,
 /// whose state after the initialisation is returned).
+/// Whether a run needs Candle's second-order switch: STAC on the double-backward engine
+/// (the fast engine's products are all first-order passes).
+pub fn needs_second_order(config: &OnPolicyTrainConfig) -> bool {
+    config.algo == OnPolicyAlgo::Stac && config.curvature == CurvatureEngine::Autodiff
+}
+
 pub(crate) fn build(config: &OnPolicyTrainConfig) -> Result<(OnPolicyAgent, Rng), TrainError> {
     let env = envs::make(&config.env)?;
-    if config.algo == OnPolicyAlgo::Stac {
+    if needs_second_order(config) {
         crate::autodiff::check_second_order().map_err(|e| {
             TrainError::Config(format!(
-                "stac needs second-order gradients: {e} (call \
+                "stac with --curvature autodiff needs second-order gradients: {e} (call \
                  stackrl::autodiff::enable_second_order() at program start)"
             ))
         })?;
