@@ -26,11 +26,11 @@ use candle_core::DType;
 use serde::{Deserialize, Serialize};
 
 use super::TrainError;
-use super::checkpoint::{Checkpointer, json_hash, load_tensors, save_tensors};
+use super::checkpoint::{Checkpointer, load_tensors, save_tensors};
 use super::episodes::{EpisodeRunner, EvalResult, evaluate};
 use super::metrics::{MetricsPositions, MetricsWriter, Row};
 use super::progress::{Progress, ProgressMode};
-use super::run_dir::{CONFIG_FILE, create_run_dir, run_name, unix_time};
+use super::run_dir::{self, CONFIG_FILE, create_run_dir, run_name, unix_time};
 use crate::algos::{self, Algo, AlgoError, SacAgent, SacConfig, UpdateStats};
 use crate::envs::{self, Space};
 use crate::replay::ReplayBuffer;
@@ -230,35 +230,17 @@ impl TrainConfig {
 
     /// The JSON written as `config.json`.
     pub fn to_json(&self) -> Result<String, TrainError> {
-        serde_json::to_string_pretty(self).map_err(json_err("cannot serialise the config"))
+        run_dir::config_to_json(self)
     }
 
-    /// Hash of everything that determines the run's results except the thread count (which
-    /// only changes rounding) and bookkeeping (`keep_checkpoints`).
+    /// Hash of everything that determines the run's results (see [`run_dir::config_hash`]).
     pub fn hash(&self) -> Result<String, TrainError> {
-        let mut v = serde_json::to_value(self).map_err(json_err("cannot serialise the config"))?;
-        if let serde_json::Value::Object(m) = &mut v {
-            m.remove("threads");
-            m.remove("keep_checkpoints");
-        }
-        Ok(json_hash(&v))
+        run_dir::config_hash(self)
     }
 
-    /// Reads a run's `config.json`.
+    /// Reads and validates a run's `config.json`.
     pub fn read(run_dir: &Path) -> Result<Self, TrainError> {
-        let path = run_dir.join(CONFIG_FILE);
-        if !path.is_file() {
-            return Err(TrainError::Config(format!(
-                "{} is not a run directory (no {CONFIG_FILE})",
-                run_dir.display()
-            )));
-        }
-        let text = fs::read_to_string(&path).map_err(|e| TrainError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        let config: TrainConfig =
-            serde_json::from_str(&text).map_err(json_err(path.display().to_string()))?;
+        let config: Self = run_dir::read_config(run_dir)?;
         config.validate()?;
         Ok(config)
     }

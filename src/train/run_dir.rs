@@ -78,3 +78,45 @@ pub fn create_run_dir(
     })?;
     Ok(dir)
 }
+
+/// A run configuration as `config.json` text.
+pub fn config_to_json<C: serde::Serialize>(config: &C) -> Result<String, TrainError> {
+    serde_json::to_string_pretty(config).map_err(|source| TrainError::Json {
+        what: "cannot serialise the config".into(),
+        source,
+    })
+}
+
+/// Hash of a run configuration without the keys that do not change its results: the
+/// thread count (rounding only) and `keep_checkpoints` (bookkeeping). Checkpoints record it,
+/// so a resume with a changed configuration is refused.
+pub fn config_hash<C: serde::Serialize>(config: &C) -> Result<String, TrainError> {
+    let mut v = serde_json::to_value(config).map_err(|source| TrainError::Json {
+        what: "cannot serialise the config".into(),
+        source,
+    })?;
+    if let serde_json::Value::Object(m) = &mut v {
+        m.remove("threads");
+        m.remove("keep_checkpoints");
+    }
+    Ok(super::checkpoint::json_hash(&v))
+}
+
+/// Reads the `config.json` of `run_dir` (not validated: the caller's type does that).
+pub fn read_config<C: serde::de::DeserializeOwned>(run_dir: &Path) -> Result<C, TrainError> {
+    let path = run_dir.join(CONFIG_FILE);
+    if !path.is_file() {
+        return Err(TrainError::Config(format!(
+            "{} is not a run directory (no {CONFIG_FILE})",
+            run_dir.display()
+        )));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| TrainError::Json {
+        what: path.display().to_string(),
+        source,
+    })
+}
