@@ -17,7 +17,6 @@
 //! boundaries. A resumed run therefore writes exactly the metrics rows the uninterrupted run
 //! writes (all columns but the wall-clock ones, `sps` and `time_s`).
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -136,10 +135,7 @@ fn json_err(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> TrainE
 impl TrainConfig {
     /// The valid keys of a configuration object.
     pub fn keys() -> Vec<String> {
-        match serde_json::to_value(TrainConfig::default()) {
-            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
+        run_dir::config_keys(&Self::default())
     }
 
     /// Builds a configuration from layers: the defaults, then `file` (a JSON object, e.g.
@@ -151,36 +147,8 @@ impl TrainConfig {
         file: Option<&serde_json::Value>,
         overrides: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Self, TrainError> {
-        let mut merged = match serde_json::to_value(TrainConfig::default()) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => return Err(TrainError::Config("cannot serialise the defaults".into())),
-        };
-        let valid: BTreeSet<String> = merged.keys().cloned().collect();
-        let mut given = BTreeSet::new();
-        let empty = serde_json::Map::new();
-        let file_map = match file {
-            None => &empty,
-            Some(serde_json::Value::Object(m)) => m,
-            Some(_) => {
-                return Err(TrainError::Config(
-                    "the config file must hold a JSON object".into(),
-                ));
-            }
-        };
-        for layer in [file_map, overrides] {
-            for (k, v) in layer {
-                if !valid.contains(k) {
-                    return Err(TrainError::Config(format!(
-                        "unknown option `{k}`; valid options: {}",
-                        valid.iter().cloned().collect::<Vec<_>>().join(", ")
-                    )));
-                }
-                merged.insert(k.clone(), v.clone());
-                given.insert(k.clone());
-            }
-        }
-        let mut config: TrainConfig = serde_json::from_value(serde_json::Value::Object(merged))
-            .map_err(json_err("invalid configuration"))?;
+        let (mut config, given): (Self, _) =
+            run_dir::merge_layers(&Self::default(), file, overrides, "")?;
         if config.algo == Algo::ResSac {
             if !given.contains("res_updates") {
                 config.sac.res_updates = 1;

@@ -33,7 +33,7 @@
 //! deterministic policy (the mean action, or the most probable one); it draws nothing from
 //! the run's RNG, so evaluating more or less often does not change the training run.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -243,10 +243,7 @@ fn json_err(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> TrainE
 impl OnPolicyTrainConfig {
     /// The valid keys of a configuration object.
     pub fn keys() -> Vec<String> {
-        match serde_json::to_value(Self::default()) {
-            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
+        run_dir::config_keys(&Self::default())
     }
 
     /// Builds a configuration from layers: the defaults, then `file` (a JSON object, e.g.
@@ -256,34 +253,8 @@ impl OnPolicyTrainConfig {
         file: Option<&serde_json::Value>,
         overrides: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Self, TrainError> {
-        let mut merged = match serde_json::to_value(Self::default()) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => return Err(TrainError::Config("cannot serialise the defaults".into())),
-        };
-        let valid: BTreeSet<String> = merged.keys().cloned().collect();
-        let empty = serde_json::Map::new();
-        let file_map = match file {
-            None => &empty,
-            Some(serde_json::Value::Object(m)) => m,
-            Some(_) => {
-                return Err(TrainError::Config(
-                    "the config file must hold a JSON object".into(),
-                ));
-            }
-        };
-        for layer in [file_map, overrides] {
-            for (k, v) in layer {
-                if !valid.contains(k) {
-                    return Err(TrainError::Config(format!(
-                        "unknown option `{k}` for ac/stac; valid options: {}",
-                        valid.iter().cloned().collect::<Vec<_>>().join(", ")
-                    )));
-                }
-                merged.insert(k.clone(), v.clone());
-            }
-        }
-        let config: Self = serde_json::from_value(serde_json::Value::Object(merged))
-            .map_err(json_err("invalid configuration"))?;
+        let (config, _): (Self, _) =
+            run_dir::merge_layers(&Self::default(), file, overrides, " for ac/stac")?;
         config.validate()?;
         Ok(config)
     }

@@ -120,3 +120,58 @@ pub fn read_config<C: serde::de::DeserializeOwned>(run_dir: &Path) -> Result<C, 
         source,
     })
 }
+
+/// The keys of a configuration object (those `defaults` serialises).
+pub fn config_keys<C: serde::Serialize>(defaults: &C) -> Vec<String> {
+    match serde_json::to_value(defaults) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Layers a configuration: `defaults`, then `file` (a JSON object, e.g. `--config FILE`),
+/// then `overrides` (the options given on the command line). A key `defaults` does not have
+/// is an error naming the valid ones (`family` follows "unknown option `k`" in the message).
+/// Returns the configuration (not validated) and the keys either layer set.
+pub fn merge_layers<C: serde::Serialize + serde::de::DeserializeOwned>(
+    defaults: &C,
+    file: Option<&serde_json::Value>,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+    family: &str,
+) -> Result<(C, std::collections::BTreeSet<String>), TrainError> {
+    let mut merged = match serde_json::to_value(defaults) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => return Err(TrainError::Config("cannot serialise the defaults".into())),
+    };
+    let valid: std::collections::BTreeSet<String> = merged.keys().cloned().collect();
+    let mut given = std::collections::BTreeSet::new();
+    let empty = serde_json::Map::new();
+    let file_map = match file {
+        None => &empty,
+        Some(serde_json::Value::Object(m)) => m,
+        Some(_) => {
+            return Err(TrainError::Config(
+                "the config file must hold a JSON object".into(),
+            ));
+        }
+    };
+    for layer in [file_map, overrides] {
+        for (k, v) in layer {
+            if !valid.contains(k) {
+                return Err(TrainError::Config(format!(
+                    "unknown option `{k}`{family}; valid options: {}",
+                    valid.iter().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            merged.insert(k.clone(), v.clone());
+            given.insert(k.clone());
+        }
+    }
+    let config = serde_json::from_value(serde_json::Value::Object(merged)).map_err(|source| {
+        TrainError::Json {
+            what: "invalid configuration".into(),
+            source,
+        }
+    })?;
+    Ok((config, given))
+}
