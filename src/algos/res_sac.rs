@@ -192,16 +192,17 @@ pub fn update(
 
     // 3. Actor: J_π = E[α ln π(ã|s) − (min_i Q_i(s,ã) + W_ψ(s,ã))], critics frozen.
     let eps = agent.noise(rng, b.obs.dim(0)?)?;
-    let sample = agent.actor().sample_with_noise(&b.obs, &eps)?;
-    let q = agent.frozen_min_q(&b.obs, &sample.action)?;
-    let w = agent
-        .res_critic()
-        .ok_or_else(|| AlgoError::Config("res-sac without res-critic".into()))?;
-    let x = Tensor::cat(&[&b.obs, &sample.action], 1)?;
-    let w_val = frozen_mlp_forward(w.vars(), &x, agent.config().activation)?.squeeze(D::Minus1)?;
-    let alpha = agent.entropy().alpha_tensor()?;
-    let loss = (sample.log_prob.broadcast_mul(&alpha)? - (q + w_val)?)?.mean_all()?;
-    let actor_loss = agent.actor_step(&loss)?;
+    let (actor_loss, sample) = agent.actor_step_on(&b.obs, &eps, |agent, sample| {
+        let q = agent.frozen_min_q(&b.obs, &sample.action)?;
+        let w = agent
+            .res_critic()
+            .ok_or_else(|| AlgoError::Config("res-sac without res-critic".into()))?;
+        let x = Tensor::cat(&[&b.obs, &sample.action], 1)?;
+        let w_val =
+            frozen_mlp_forward(w.vars(), &x, agent.config().activation)?.squeeze(D::Minus1)?;
+        let alpha = agent.entropy().alpha_tensor()?;
+        Ok((sample.log_prob.broadcast_mul(&alpha)? - (q + w_val)?)?.mean_all()?)
+    })?;
 
     // 4. Temperature.
     let (alpha_loss, alpha) = agent.alpha_step(&sample.log_prob)?;

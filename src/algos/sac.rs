@@ -27,11 +27,11 @@ pub fn update(
 
     // 2. Actor: J_π(θ) = E[α ln π(ã|s) − min_i Q_i(s, ã)] with the critic frozen.
     let eps = agent.noise(rng, b.obs.dim(0)?)?;
-    let sample = agent.actor().sample_with_noise(&b.obs, &eps)?;
-    let q = agent.frozen_min_q(&b.obs, &sample.action)?;
-    let alpha = agent.entropy().alpha_tensor()?;
-    let loss = (sample.log_prob.broadcast_mul(&alpha)? - q)?.mean_all()?;
-    let actor_loss = agent.actor_step(&loss)?;
+    let (actor_loss, sample) = agent.actor_step_on(&b.obs, &eps, |agent, sample| {
+        let q = agent.frozen_min_q(&b.obs, &sample.action)?;
+        let alpha = agent.entropy().alpha_tensor()?;
+        Ok((sample.log_prob.broadcast_mul(&alpha)? - q)?.mean_all()?)
+    })?;
 
     // 3. Temperature.
     let (alpha_loss, alpha) = agent.alpha_step(&sample.log_prob)?;

@@ -25,11 +25,67 @@ pub fn polyak_update(target: &[Var], online: &[Var], tau: f64) -> Result<()> {
         if t.shape() != o.shape() {
             candle_core::bail!("polyak_update: shape {:?} vs {:?}", t.shape(), o.shape());
         }
-        // Detached so the update never records a graph, whatever the detach mode.
-        let new = ((t.as_tensor().detach() * (1.0 - tau))? + (o.as_tensor().detach() * tau)?)?;
-        t.set(&new)?;
+        let (tt, ot) = (t.as_tensor(), o.as_tensor());
+        if tt.device().is_cpu()
+            && matches!(tt.dtype(), DType::F32 | DType::F64)
+            && ot.dtype() == tt.dtype()
+            && tt.is_contiguous()
+            && ot.is_contiguous()
+        {
+            // One pass in place instead of two scalings, a sum and a copy.
+            tt.inplace_op2(ot, &Polyak { tau })?;
+        } else {
+            // Detached so the update never records a graph, whatever the detach mode.
+            let new = ((tt.detach() * (1.0 - tau))? + (ot.detach() * tau)?)?;
+            t.set(&new)?;
+        }
     }
     Ok(())
+}
+
+/// `target ← target · (1 − τ) + online · τ` in place, with the rounding of the tensor
+/// expression it replaces (each product in the storage's dtype, then the sum).
+struct Polyak {
+    tau: f64,
+}
+
+impl candle_core::InplaceOp2 for Polyak {
+    fn name(&self) -> &'static str {
+        "stackrl-polyak"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> Result<()> {
+        use candle_core::CpuStorage as S;
+        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("polyak: contiguous operands expected");
+        };
+        if a1 - a0 != b1 - b0 {
+            candle_core::bail!("polyak: {} vs {} elements", a1 - a0, b1 - b0);
+        }
+        match (s1, s2) {
+            (S::F32(t), S::F32(o)) => {
+                let (keep, mix) = ((1.0 - self.tau) as f32, self.tau as f32);
+                for (t, &o) in t[a0..a1].iter_mut().zip(&o[b0..b1]) {
+                    *t = *t * keep + o * mix;
+                }
+            }
+            (S::F64(t), S::F64(o)) => {
+                let (keep, mix) = (1.0 - self.tau, self.tau);
+                for (t, &o) in t[a0..a1].iter_mut().zip(&o[b0..b1]) {
+                    *t = *t * keep + o * mix;
+                }
+            }
+            _ => candle_core::bail!("polyak: f32 or f64 operands of one dtype"),
+        }
+        Ok(())
+    }
 }
 
 /// SAC's default target entropy `-dim(A)` (Table 3 of paper 001).

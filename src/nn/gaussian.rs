@@ -199,8 +199,25 @@ impl SquashedGaussianActor {
 
     /// Gaussian parameters `(mean, log_std)`, each `[batch, act_dim]`, log-std bounded.
     pub fn mean_log_std(&self, obs: &Tensor) -> Result<(Tensor, Tensor)> {
-        let out = self.net.forward(obs)?;
+        self.mean_log_std_from_output(&self.net.forward(obs)?)
+    }
+
+    /// The network `obs -> [mean, raw log-std]` (`2 act_dim` outputs) behind the policy.
+    pub fn net(&self) -> &Mlp {
+        &self.net
+    }
+
+    /// [`SquashedGaussianActor::mean_log_std`] from the network's output `[batch, 2 act_dim]`
+    /// (e.g. computed by [`super::MlpTape`]).
+    pub fn mean_log_std_from_output(&self, out: &Tensor) -> Result<(Tensor, Tensor)> {
         let a = self.act_dim();
+        if out.dims2()?.1 != 2 * a {
+            candle_core::bail!(
+                "SquashedGaussianActor: network output {:?}, expected [batch, {}]",
+                out.dims(),
+                2 * a
+            );
+        }
         let mean = out.narrow(1, 0, a)?;
         let raw = out.narrow(1, a, a)?;
         let (lo, hi) = (self.config.log_std_min, self.config.log_std_max);
@@ -227,7 +244,13 @@ impl SquashedGaussianActor {
     /// `-eps^2/2 - ln std - ln(2 pi)/2`: identical in value and in gradient, because
     /// `(u - mean) / std = eps` holds identically in the parameters.
     pub fn sample_with_noise(&self, obs: &Tensor, eps: &Tensor) -> Result<SquashedSample> {
-        let (mean, log_std) = self.mean_log_std(obs)?;
+        self.sample_from_output(&self.net.forward(obs)?, eps)
+    }
+
+    /// [`SquashedGaussianActor::sample_with_noise`] from the network's output
+    /// `[batch, 2 act_dim]`.
+    pub fn sample_from_output(&self, out: &Tensor, eps: &Tensor) -> Result<SquashedSample> {
+        let (mean, log_std) = self.mean_log_std_from_output(out)?;
         if eps.dims() != mean.dims() {
             candle_core::bail!(
                 "SquashedGaussianActor: noise shape {:?} != {:?}",

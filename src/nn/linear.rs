@@ -16,6 +16,7 @@ use candle_core::{
 };
 
 use super::activation::Activation;
+use super::kernels::{bias_act_in_place, column_sum_strided, gemm_new};
 
 /// `act(x Wᵀ + b)` for `x [batch, in]`, `w [out, in]`, `b [out]`.
 ///
@@ -63,9 +64,11 @@ fn dims(l1: &Layout, l2: &Layout, l3: &Layout) -> Result<(usize, usize, usize)> 
     Ok((m, n, k))
 }
 
-/// `dst[m, n] = b + x[m, k] · w[n, k]ᵀ` (then ReLU), by one `gemm` call on the strided inputs.
+/// `dst[m, n] = act(x[m, k] · w[n, k]ᵀ + b)`: one `gemm` call on the strided inputs into a
+/// fresh buffer, then the bias and the ReLU in one pass (the same products and rounding as
+/// Candle's matmul followed by the add).
 #[allow(clippy::too_many_arguments)] // three (slice, layout) operands, the sizes, the flag
-fn forward<T>(
+pub(crate) fn forward<T>(
     x: &[T],
     lx: &Layout,
     w: &[T],
@@ -78,60 +81,18 @@ fn forward<T>(
 where
     T: WithDType,
 {
-    let zero = T::from_f64(0.0);
     let (xs, ws, bs) = (lx.stride(), lw.stride(), lb.stride());
     let b0 = lb.start_offset();
-    let bias: Vec<T> = if bs[0] == 1 {
-        b[b0..b0 + n].to_vec()
-    } else {
-        (0..n).map(|j| b[b0 + j * bs[0]]).collect()
-    };
-    let mut dst: Vec<T> = Vec::with_capacity(m * n);
-    for _ in 0..m {
-        dst.extend_from_slice(&bias);
-    }
-    if k > 0 {
-        let threads = candle_core::utils::get_num_threads();
-        let parallelism = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: `dst` holds m × n elements written row-major (row stride n, column stride
-        // 1); `x` is read at start + i·xs[0] + p·xs[1] for i < m, p < k, and `w` at
-        // start + j·ws[0] + p·ws[1] for j < n, p < k, all within the storages that the
-        // layouts describe. The right-hand operand is wᵀ, i.e. w with its strides swapped.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x.as_ptr().add(lx.start_offset()),
-                xs[1] as isize,
-                xs[0] as isize,
-                w.as_ptr().add(lw.start_offset()),
-                ws[0] as isize,
-                ws[1] as isize,
-                T::from_f64(1.0),
-                T::from_f64(1.0),
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-    }
-    if relu {
-        // A select, not a branch, so that it vectorises; NaN stays NaN (divergence stays
-        // visible), negatives become 0.
-        for v in dst.iter_mut() {
-            *v = if *v < zero { zero } else { *v };
-        }
-    }
+    let bias: Vec<T> = (0..n).map(|j| b[b0 + j * bs[0]]).collect();
+    // The right-hand operand is wᵀ, i.e. w with its strides swapped.
+    let mut dst = gemm_new(
+        (m, n, k),
+        &x[lx.start_offset()..],
+        (xs[0], xs[1]),
+        &w[lw.start_offset()..],
+        (ws[1], ws[0]),
+    );
+    bias_act_in_place(&mut dst, &bias, relu);
     dst
 }
 
@@ -265,21 +226,10 @@ struct ColumnSum;
 fn column_sum_rows<T: WithDType>(v: &[T], l: &Layout) -> Result<(Vec<T>, usize)> {
     let (m, n) = l.shape().dims2()?;
     let s = l.stride();
-    let o = l.start_offset();
-    let mut acc = vec![T::from_f64(0.0); n];
-    for i in 0..m {
-        let row = o + i * s[0];
-        if s[1] == 1 {
-            for (a, x) in acc.iter_mut().zip(&v[row..row + n]) {
-                *a += *x;
-            }
-        } else {
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a += v[row + j * s[1]];
-            }
-        }
-    }
-    Ok((acc, n))
+    Ok((
+        column_sum_strided(&v[l.start_offset()..], (m, n), (s[0], s[1])),
+        n,
+    ))
 }
 
 impl CustomOp1 for ColumnSum {

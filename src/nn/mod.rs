@@ -5,10 +5,12 @@
 pub mod activation;
 pub mod critic;
 pub mod gaussian;
+pub(crate) mod kernels;
 pub mod linear;
 pub mod mlp;
 pub mod optim;
 pub mod rop;
+pub mod tape;
 
 pub use activation::{Activation, fast_tanh};
 pub use critic::{EntropyTuner, QNetwork, TwinQ, VCritic, polyak_update, target_entropy};
@@ -20,3 +22,4 @@ pub use linear::{column_sum, linear};
 pub use mlp::{Mlp, MlpConfig, copy_vars};
 pub use optim::{Adam, AdamConfig};
 pub use rop::{CurvatureBlocks, MlpCurvature, Residual};
+pub use tape::{MlpTape, frozen_mlp, tape_supports};

@@ -38,6 +38,7 @@
 use candle_core::{D, DType, Result, Tensor, WithDType};
 
 use super::activation::Activation;
+use super::kernels::gemm_into;
 use super::linear::linear;
 use super::mlp::Mlp;
 
@@ -124,61 +125,6 @@ fn to_vec<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
 
 fn opt_vec<T: WithDType>(t: &Option<Tensor>) -> Result<Option<Vec<T>>> {
     t.as_ref().map(to_vec).transpose()
-}
-
-/// `dst[m×n] (+)= A[m×k] · B[k×n]` for row-major storage with the given (row, column)
-/// strides of `A` and `B` (`dst` contiguous, row stride `n`); `accumulate` adds to `dst`.
-#[allow(clippy::too_many_arguments)] // the gemm call's shape and strides
-fn gemm_into<T: WithDType>(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [T],
-    accumulate: bool,
-    a: &[T],
-    (a_rs, a_cs): (usize, usize),
-    b: &[T],
-    (b_rs, b_cs): (usize, usize),
-) {
-    assert!(dst.len() >= m * n, "gemm_into: destination too small");
-    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(T::zero());
-        }
-        return;
-    }
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above keep every read of `a` (i·a_rs + p·a_cs, i < m, p < k) and
-    // `b` (p·b_rs + j·b_cs) and every write of `dst` (i·n + j) in bounds. With
-    // `read_dst = false` gemm ignores the old contents of `dst`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }
 
 fn mul_in_place<T: WithDType>(x: &mut [T], d: &Option<Vec<T>>) {
