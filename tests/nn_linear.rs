@@ -8,7 +8,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use stackrl::autodiff::{self, GradGraph};
-use stackrl::nn::{Activation, Mlp, MlpConfig, MlpTape, frozen_mlp, linear};
+use stackrl::nn::{Activation, Mlp, MlpConfig, MlpTape, frozen_mlp, frozen_mlps, linear};
 use stackrl::rng::Rng;
 
 fn reference(x: &Tensor, w: &Tensor, b: &Tensor, act: Activation) -> Tensor {
@@ -325,4 +325,41 @@ fn frozen_mlp_second_derivatives_match_candle_ops() {
         e < 1e-12,
         "second derivative frozen_mlp vs fused layers: {e}"
     );
+}
+
+#[test]
+fn frozen_mlps_side_by_side_equal_the_single_networks() {
+    let mut rng = Rng::seed_from_u64(8);
+    for dtype in [DType::F32, DType::F64] {
+        let a = mlp(&mut rng, &[6, 32, 32, 1], Activation::Relu, dtype);
+        let b = mlp(&mut rng, &[6, 32, 32, 1], Activation::Relu, dtype);
+        let ws =
+            |m: &Mlp| -> Vec<Tensor> { m.vars().iter().map(|v| v.as_tensor().clone()).collect() };
+        let x = var(&mut rng, &[13, 6], dtype);
+        let both = frozen_mlps(&[ws(&a), ws(&b)], Activation::Relu, x.as_tensor()).unwrap();
+        assert_eq!(both.dims(), &[13, 2]);
+        let fa = frozen_mlp(&ws(&a), Activation::Relu, x.as_tensor()).unwrap();
+        let fb = frozen_mlp(&ws(&b), Activation::Relu, x.as_tensor()).unwrap();
+        let single = Tensor::cat(&[&fa, &fb], 1).unwrap();
+        assert_eq!(vals(&both), vals(&single), "{dtype:?} values");
+        // min of the two heads, as SAC's actor loss takes it.
+        let min = |t: &Tensor| {
+            t.narrow(1, 0, 1)
+                .unwrap()
+                .minimum(&t.narrow(1, 1, 1).unwrap())
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let g_both = min(&both).backward().unwrap();
+        let g_single = min(&single).backward().unwrap();
+        let e = max_rel(
+            &vals(g_both.get(x.as_tensor()).unwrap()),
+            &vals(g_single.get(x.as_tensor()).unwrap()),
+        );
+        let tol = if dtype == DType::F32 { 1e-6 } else { 1e-14 };
+        assert!(e < tol, "{dtype:?} input gradient: {e}");
+    }
 }

@@ -658,22 +658,22 @@ impl SacAgent {
         y: &Tensor,
     ) -> Result<(CriticStats, Vec<Option<Tensor>>), AlgoError> {
         let n = x.dim(0)?;
-        let mut grads = Vec::new();
-        let mut diffs = Vec::with_capacity(2);
-        let mut q1_mean = 0.0;
-        for (i, q) in self.critic.online().iter().enumerate() {
+        // One head: its Q values, d = Q − y, and ∂J_Q/∂φ_i.
+        let head = |q: &crate::nn::QNetwork| -> candle_core::Result<(Tensor, Tensor, Vec<Tensor>)> {
             let tape = crate::nn::MlpTape::forward(q.mlp(), x)?;
             let qv = tape.output().squeeze(D::Minus1)?;
-            if i == 0 {
-                q1_mean = scalar(&qv.mean_all()?)?;
-            }
-            let d = (qv - y)?;
+            let d = (&qv - y)?;
             // J_Q = ½ mean d₁² + ½ mean d₂²  ⇒  ∂J_Q/∂Q_i = d_i / N.
             let g = (&d * (1.0 / n as f64))?.unsqueeze(1)?;
             let (g_w, _) = tape.backward(q.mlp(), &g, false)?;
-            grads.extend(g_w.into_iter().map(Some));
-            diffs.push(d);
-        }
+            Ok((qv, d, g_w))
+        };
+        let [q1, q2] = self.critic.online();
+        let (h1, h2) = crate::nn::kernels::join(|| head(q1), || head(q2));
+        let ((q1v, d1, g1), (_, d2, g2)) = (h1?, h2?);
+        let q1_mean = scalar(&q1v.mean_all()?)?;
+        let grads: Vec<Option<Tensor>> = g1.into_iter().chain(g2).map(Some).collect();
+        let diffs = [d1, d2];
         let loss = ((diffs[0].sqr()?.mean_all()? + diffs[1].sqr()?.mean_all()?)? * 0.5)?;
         let abs = Tensor::cat(&[diffs[0].abs()?, diffs[1].abs()?], 0)?;
         let stats = CriticStats {
@@ -689,11 +689,17 @@ impl SacAgent {
     /// the action only.
     pub fn frozen_min_q(&self, obs: &Tensor, act: &Tensor) -> Result<Tensor, AlgoError> {
         let x = Tensor::cat(&[obs, act], 1)?;
-        let [q1, q2] = self.critic.online();
-        let a = self.config.activation;
-        let q1 = frozen_mlp_forward(q1.vars(), &x, a)?;
-        let q2 = frozen_mlp_forward(q2.vars(), &x, a)?;
-        Ok(q1.minimum(&q2)?.squeeze(D::Minus1)?)
+        let nets: Vec<Vec<Tensor>> = self
+            .critic
+            .online()
+            .iter()
+            .map(|q| q.vars().iter().map(|v| v.as_tensor().clone()).collect())
+            .collect();
+        // Both heads in one op (on two threads when there are two): `[batch, 2]`.
+        let q = crate::nn::frozen_mlps(&nets, self.config.activation, &x)?;
+        Ok(q.narrow(1, 0, 1)?
+            .minimum(&q.narrow(1, 1, 1)?)?
+            .squeeze(D::Minus1)?)
     }
 
     /// Applies an actor loss: backward pass and Adam step (errors, without stepping, if the

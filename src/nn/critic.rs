@@ -238,10 +238,12 @@ impl TwinQ {
 
     /// `(Q_1(s, a), Q_2(s, a))`, each `[batch]`.
     pub fn forward(&self, obs: &Tensor, act: &Tensor) -> Result<(Tensor, Tensor)> {
-        Ok((
-            self.online[0].forward(obs, act)?,
-            self.online[1].forward(obs, act)?,
-        ))
+        // The two heads on the two threads when there are two (see `kernels::join`).
+        let (q1, q2) = super::kernels::join(
+            || self.online[0].forward(obs, act),
+            || self.online[1].forward(obs, act),
+        );
+        Ok((q1?, q2?))
     }
 
     /// `min(Q_1, Q_2)`, `[batch]`.
@@ -253,10 +255,12 @@ impl TwinQ {
     /// Target values `(Q'_1(s, a), Q'_2(s, a))`. Gradients flow to `obs`/`act` (e.g. to the
     /// actor through a sampled next action) but the target parameters are never optimised.
     pub fn target_forward(&self, obs: &Tensor, act: &Tensor) -> Result<(Tensor, Tensor)> {
-        Ok((
-            self.target[0].forward(obs, act)?,
-            self.target[1].forward(obs, act)?,
-        ))
+        // The two heads on the two threads when there are two (see `kernels::join`).
+        let (q1, q2) = super::kernels::join(
+            || self.target[0].forward(obs, act),
+            || self.target[1].forward(obs, act),
+        );
+        Ok((q1?, q2?))
     }
 
     /// `min(Q'_1, Q'_2)`, `[batch]`.

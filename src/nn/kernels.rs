@@ -9,10 +9,52 @@
 
 use candle_core::WithDType;
 
-/// `gemm`'s parallelism for Candle's current thread count.
-fn parallelism() -> gemm::Parallelism {
+thread_local! {
+    /// Set while this thread runs one branch of [`join`]: its products stay on it.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `a` and `b`, in parallel when Candle's matrix products may use more than one thread
+/// (each branch then keeps its own products on its thread), else one after the other.
+///
+/// Why: the SAC update's twin critics are independent networks of the same size. Splitting
+/// the heads between the threads is one hand-off per pair of networks; splitting every
+/// product instead is one per product, and the products of a 256-wide network are too
+/// short to pay for it (on 2 cores the update got no faster that way). The results do not
+/// depend on which thread runs a branch.
+pub(crate) fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    if SERIAL.with(|s| s.get()) || candle_core::utils::get_num_threads() <= 1 {
+        return (a(), b());
+    }
+    rayon::join(|| serial(a), || serial(b))
+}
+
+/// Runs `f` with this thread's products kept on it (restored on exit, also on unwind).
+fn serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
+/// Products smaller than this many multiply-adds stay on one thread: splitting them costs
+/// more in hand-offs than it saves (a 128×128×128 product is 2 Mi; 256³ is 16 Mi).
+const PARALLEL_MIN_MACS: usize = 1 << 22;
+
+/// `gemm`'s parallelism for an `m×k · k×n` product at Candle's current thread count.
+fn parallelism((m, n, k): (usize, usize, usize)) -> gemm::Parallelism {
     let threads = candle_core::utils::get_num_threads();
-    if threads > 1 {
+    if threads > 1 && !SERIAL.with(|s| s.get()) && m * n * k >= PARALLEL_MIN_MACS {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -132,7 +174,7 @@ unsafe fn raw_gemm<T: WithDType>(
             false,
             false,
             false,
-            parallelism(),
+            parallelism((m, n, k)),
         );
     }
 }

@@ -22,4 +22,4 @@ pub use linear::{column_sum, linear};
 pub use mlp::{Mlp, MlpConfig, copy_vars};
 pub use optim::{Adam, AdamConfig};
 pub use rop::{CurvatureBlocks, MlpCurvature, Residual};
-pub use tape::{MlpTape, frozen_mlp, tape_supports};
+pub use tape::{MlpTape, frozen_mlp, frozen_mlps, tape_supports};

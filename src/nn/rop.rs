@@ -589,15 +589,21 @@ impl CurvatureBlocks {
 
     /// `H v` for flat `v`, flat.
     pub fn hvp(&self, v: &Tensor) -> Result<Tensor> {
-        let parts = self
-            .nets
-            .iter()
-            .zip(self.parts(&v.detach())?)
-            .map(|(net, vi)| {
-                let rows = self.rows.unwrap_or(net.output().elem_count());
-                Ok(net.hvp_jvp_rows(&vi, rows)?.0)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let vs = self.parts(&v.detach())?;
+        let product = |i: usize| -> Result<Tensor> {
+            let net = &self.nets[i];
+            let rows = self.rows.unwrap_or(net.output().elem_count());
+            Ok(net.hvp_jvp_rows(&vs[i], rows)?.0)
+        };
+        // Twin critics: the two blocks on the two threads when there are two.
+        let parts = if self.nets.len() == 2 {
+            let (a, b) = super::kernels::join(|| product(0), || product(1));
+            vec![a?, b?]
+        } else {
+            (0..self.nets.len())
+                .map(product)
+                .collect::<Result<Vec<_>>>()?
+        };
         if parts.len() == 1 {
             return Ok(parts[0].clone());
         }

@@ -311,87 +311,159 @@ impl MlpTape {
 /// second-order mode), the backward is built from differentiable ops instead, which gives
 /// the same values and the correct second derivatives (a ReLU network's are zero).
 pub fn frozen_mlp(weights: &[Tensor], act: Activation, x: &Tensor) -> Result<Tensor> {
-    let weights: Vec<Tensor> = weights.iter().map(Tensor::detach).collect();
-    if !tape_supports(act, Activation::Identity, x) {
-        let layers = weights.len() / 2;
-        let mut h = x.clone();
-        for i in 0..layers {
-            let a = if i + 1 < layers {
-                act
-            } else {
-                Activation::Identity
-            };
-            h = linear(&h, &weights[2 * i], &weights[2 * i + 1], a)?;
-        }
-        return Ok(h);
+    frozen_mlps(&[weights.to_vec()], act, x)
+}
+
+/// [`frozen_mlp`] for several networks on the same input (e.g. twin critics), as one op:
+/// their outputs side by side, `[batch, Σ out_i]`. Two networks run on two threads when
+/// there are two (see `kernels::join`).
+pub fn frozen_mlps(nets: &[Vec<Tensor>], act: Activation, x: &Tensor) -> Result<Tensor> {
+    if nets.is_empty() {
+        candle_core::bail!("frozen mlps: no network");
     }
-    x.contiguous()?.apply_op1(FrozenMlp {
-        weights,
+    let nets: Vec<Vec<Tensor>> = nets
+        .iter()
+        .map(|w| w.iter().map(Tensor::detach).collect())
+        .collect();
+    if !tape_supports(act, Activation::Identity, x) {
+        let mut outs = Vec::with_capacity(nets.len());
+        for weights in &nets {
+            let layers = weights.len() / 2;
+            let mut h = x.clone();
+            for i in 0..layers {
+                let a = if i + 1 < layers {
+                    act
+                } else {
+                    Activation::Identity
+                };
+                h = linear(&h, &weights[2 * i], &weights[2 * i + 1], a)?;
+            }
+            outs.push(h);
+        }
+        return Tensor::cat(&outs, 1);
+    }
+    let input = x.dim(1)?;
+    let mut widths = Vec::with_capacity(nets.len());
+    for weights in &nets {
+        let sizes = layer_sizes(weights, x.dtype(), input)?;
+        widths.push(sizes[sizes.len() - 1]);
+    }
+    x.contiguous()?.apply_op1(FrozenMlps {
+        nets,
+        widths,
         relu: act == Activation::Relu,
-        tape: Mutex::new(None),
+        tapes: Mutex::new(Vec::new()),
     })
 }
 
-/// The op behind [`frozen_mlp`]; the tape of its forward pass is kept for the backward.
-struct FrozenMlp {
-    weights: Vec<Tensor>,
-    relu: bool,
-    tape: Mutex<Option<MlpTape>>,
+/// `f(i)` for `i < n`, the two of a pair on two threads.
+fn map_nets<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    if n == 2 {
+        let (a, b) = super::kernels::join(|| f(0), || f(1));
+        vec![a, b]
+    } else {
+        (0..n).map(f).collect()
+    }
 }
 
-impl CustomOp1 for FrozenMlp {
+/// The op behind [`frozen_mlps`]; the tapes of its forward pass are kept for the backward.
+struct FrozenMlps {
+    nets: Vec<Vec<Tensor>>,
+    widths: Vec<usize>,
+    relu: bool,
+    tapes: Mutex<Vec<MlpTape>>,
+}
+
+impl FrozenMlps {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<MlpTape>>> {
+        self.tapes
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("frozen mlps: poisoned tape".into()))
+    }
+}
+
+impl CustomOp1 for FrozenMlps {
     fn name(&self) -> &'static str {
-        "stackrl-frozen-mlp"
+        "stackrl-frozen-mlps"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let Some((start, end)) = l.contiguous_offsets() else {
-            candle_core::bail!("frozen mlp: contiguous input expected");
+            candle_core::bail!("frozen mlps: contiguous input expected");
         };
         let x = match s {
             CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], l.shape(), &Device::Cpu)?,
             CpuStorage::F64(v) => Tensor::from_slice(&v[start..end], l.shape(), &Device::Cpu)?,
-            _ => candle_core::bail!("frozen mlp: f32 or f64 input"),
+            _ => candle_core::bail!("frozen mlps: f32 or f64 input"),
         };
-        let tape = MlpTape::forward_weights(&self.weights, self.relu, &x)?;
-        let out = tape.output.clone();
+        let tapes = map_nets(self.nets.len(), |i| {
+            MlpTape::forward_weights(&self.nets[i], self.relu, &x)
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        let outs: Vec<&Tensor> = tapes.iter().map(|t| &t.output).collect();
+        let out = if outs.len() == 1 {
+            outs[0].clone()
+        } else {
+            Tensor::cat(&outs, 1)?
+        };
         let storage = match out.dtype() {
             DType::F32 => CpuStorage::F32(out.flatten_all()?.to_vec1::<f32>()?),
             _ => CpuStorage::F64(out.flatten_all()?.to_vec1::<f64>()?),
         };
-        *self
-            .tape
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("frozen mlp: poisoned tape".into()))? = Some(tape);
+        *self.lock()? = tapes;
         Ok((storage, out.shape().clone()))
     }
 
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let guard = self
-            .tape
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("frozen mlp: poisoned tape".into()))?;
-        let Some(tape) = guard.as_ref() else {
-            candle_core::bail!("frozen mlp: backward before forward");
-        };
-        if !grad.track_op() {
-            let (_, gx) = tape.backward_weights(&self.weights, grad, false, true)?;
-            return Ok(gx);
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let tapes = self.lock()?;
+        if tapes.len() != self.nets.len() {
+            candle_core::bail!("frozen mlps: backward before forward");
         }
-        // Differentiable form of the same backward pass: g ← (g ⊙ mask_l) W_l.
-        let mut g = grad.clone();
-        let layers = self.weights.len() / 2;
-        for l in (0..layers).rev() {
-            if self.relu && l + 1 < layers {
-                let h = match &tape.cache {
-                    Typed::F32(c) => Tensor::from_slice(&c.acts[l + 1], g.shape(), res.device())?,
-                    Typed::F64(c) => Tensor::from_slice(&c.acts[l + 1], g.shape(), res.device())?,
-                };
-                let mask = h.gt(0.0)?.to_dtype(g.dtype())?;
-                g = (g * mask)?;
+        let mut offsets = Vec::with_capacity(self.widths.len());
+        let mut at = 0;
+        for w in &self.widths {
+            offsets.push(at);
+            at += w;
+        }
+        let part = |i: usize| grad.narrow(1, offsets[i], self.widths[i]);
+        let gx: Vec<Tensor> = if !grad.track_op() {
+            map_nets(self.nets.len(), |i| -> Result<Tensor> {
+                let g = part(i)?.contiguous()?;
+                let (_, gx) = tapes[i].backward_weights(&self.nets[i], &g, false, true)?;
+                gx.ok_or_else(|| candle_core::Error::Msg("frozen mlps: no input gradient".into()))
+            })
+            .into_iter()
+            .collect::<Result<_>>()?
+        } else {
+            // Differentiable form of the same backward pass: g ← (g ⊙ mask_l) W_l.
+            let mut out = Vec::with_capacity(self.nets.len());
+            for (i, (weights, tape)) in self.nets.iter().zip(tapes.iter()).enumerate() {
+                let mut g = part(i)?;
+                let layers = weights.len() / 2;
+                for l in (0..layers).rev() {
+                    if self.relu && l + 1 < layers {
+                        let h = match &tape.cache {
+                            Typed::F32(c) => {
+                                Tensor::from_slice(&c.acts[l + 1], g.shape(), g.device())?
+                            }
+                            Typed::F64(c) => {
+                                Tensor::from_slice(&c.acts[l + 1], g.shape(), g.device())?
+                            }
+                        };
+                        let mask = h.gt(0.0)?.to_dtype(g.dtype())?;
+                        g = (g * mask)?;
+                    }
+                    g = g.matmul(&weights[2 * l])?;
+                }
+                out.push(g);
             }
-            g = g.matmul(&self.weights[2 * l])?;
+            out
+        };
+        let mut sum = gx[0].clone();
+        for g in &gx[1..] {
+            sum = (sum + g)?;
         }
-        Ok(Some(g))
+        Ok(Some(sum))
     }
 }
