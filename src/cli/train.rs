@@ -212,9 +212,9 @@ pub struct TrainArgs {
     /// (ac/stac write one per epoch).
     #[arg(long, default_value_t = DEFAULT_LOG_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub log_every: u64,
-    /// Threads for Candle's matrix products (RAYON_NUM_THREADS; element-wise ops stay on one
-    /// thread, CANDLE_NUM_THREADS=1). 1 is fastest on a busy 2-core machine; results are
-    /// reproducible per thread count.
+    /// Threads for the matrix products (RAYON_NUM_THREADS; element-wise ops stay on one
+    /// thread, CANDLE_NUM_THREADS=1). With 2 or more, the SAC family runs its twin critics
+    /// one per thread. Results are reproducible per thread count.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub threads: u64,
     /// JSON file of options (see below); command-line options override it.

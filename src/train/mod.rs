@@ -11,7 +11,8 @@
 //! rayon with `RAYON_NUM_THREADS` threads (read at every product), element-wise ops of 64 Ki
 //! elements and more on a spin-waiting pool of `CANDLE_NUM_THREADS − 1` workers (read once,
 //! when the pool starts). [`configure_threads`] gives the matrix products `n` threads and
-//! keeps element-wise ops on the calling thread; the `stackrl` binary calls it with
+//! keeps element-wise ops on the calling thread (the SAC family's twin critics then run one per
+//! thread, see `nn::kernels::join`); the `stackrl` binary calls it with
 //! `--threads` (default 1) before anything else runs. Results are bit-identical for the
 //! same seed and the same thread count.
 
