@@ -9,7 +9,8 @@
 //!   gradient, the Stackelberg gradient), [`algos`] (on-policy AC and STAC; SAC, Res-SAC,
 //!   Stack-SAC), [`train`] (run directories, metrics, checkpoints, the off-policy trainer),
 //!   [`replay`], [`rng`], the tabular [`lab`] (exact policy-gradient quantities and the
-//!   papers' theorems), learning-curve [`plot`]s and the CLI.
+//!   papers' theorems), [`sweep`]s of many runs (local child processes or Ray tasks),
+//!   multi-seed [`report`]s (IQM with bootstrap CIs), learning-curve [`plot`]s and the CLI.
 //! * [`render`] (default `render` feature, on top of `trainer`): rollouts rendered offscreen
 //!   by MuJoCo on EGL and written as H.264 MP4, GIF or PNG frames.
 
@@ -37,6 +38,10 @@ pub mod render;
 #[cfg(feature = "trainer")]
 pub mod replay;
 #[cfg(feature = "trainer")]
+pub mod report;
+#[cfg(feature = "trainer")]
 pub mod rng;
+#[cfg(feature = "trainer")]
+pub mod sweep;
 #[cfg(feature = "trainer")]
 pub mod train;

@@ -260,10 +260,29 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// One curve with a band around it, drawn in the panel of its environment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Band {
+    /// Panel title (the environment).
+    pub panel: String,
+    /// Legend label (the algorithm).
+    pub label: String,
+    /// Runs behind the curve (shown in the legend).
+    pub runs: usize,
+    /// x values.
+    pub x: Vec<f64>,
+    /// The curve.
+    pub center: Vec<f64>,
+    /// Lower edge of the band.
+    pub low: Vec<f64>,
+    /// Upper edge of the band.
+    pub high: Vec<f64>,
+}
+
 /// Reads the runs in `dirs`, averages `metric` per (environment, algorithm) and writes the
 /// figure to `out` (`.png` or `.svg`). Returns the groups drawn.
 pub fn plot_runs(dirs: &[PathBuf], metric: &str, out: &Path) -> Result<Vec<GroupCurve>, PlotError> {
-    let format = PlotFormat::from_path(out)?;
+    PlotFormat::from_path(out)?;
     if dirs.is_empty() {
         return Err(PlotError::Invalid("no run directories given".into()));
     }
@@ -278,47 +297,151 @@ pub fn plot_runs(dirs: &[PathBuf], metric: &str, out: &Path) -> Result<Vec<Group
              metrics.csv such as critic_loss)"
         )));
     }
-    // Fail on an unwritable output before drawing.
-    std::fs::write(out, b"").map_err(|e| PlotError::Output {
-        path: out.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let bands: Vec<Band> = groups
+        .iter()
+        .map(|g| Band {
+            panel: g.env.clone(),
+            label: g.algo.clone(),
+            runs: g.runs,
+            x: g.steps.clone(),
+            center: g.mean.clone(),
+            low: g.mean.iter().zip(&g.std).map(|(m, s)| m - s).collect(),
+            high: g.mean.iter().zip(&g.std).map(|(m, s)| m + s).collect(),
+        })
+        .collect();
+    draw_bands(&bands, out, "environment steps", metric, true)?;
+    Ok(groups)
+}
+
+/// Draws `bands` to `out` (`.png` or `.svg`), one panel per distinct `panel` (at most three
+/// per row), one colour per label. Points with a non-finite value are left out, and axis
+/// ranges are kept finite, so values near `f64::MAX` draw (clipped) instead of stalling the
+/// renderer. The figure is written to a temporary file beside `out` and renamed, so a
+/// failure leaves an existing `out` untouched. `steps_axis` formats x as `20k`, `1.5M`.
+pub fn draw_bands(
+    bands: &[Band],
+    out: &Path,
+    x_desc: &str,
+    y_desc: &str,
+    steps_axis: bool,
+) -> Result<(), PlotError> {
+    let format = PlotFormat::from_path(out)?;
+    let bands: Vec<Band> = bands
+        .iter()
+        .map(finite_band)
+        .filter(|b| !b.x.is_empty())
+        .collect();
+    if bands.is_empty() {
+        return Err(PlotError::Invalid(format!(
+            "nothing to draw in {}: no finite values",
+            out.display()
+        )));
+    }
     register_fonts();
-    let envs: Vec<String> = {
-        let mut e: Vec<String> = groups.iter().map(|g| g.env.clone()).collect();
-        e.dedup();
-        e
-    };
-    let algos: Vec<String> = {
-        let mut a: Vec<String> = groups.iter().map(|g| g.algo.clone()).collect();
-        a.sort();
-        a.dedup();
-        a
-    };
-    let cols = envs.len().min(3) as u32;
-    let rows = (envs.len() as u32).div_ceil(cols);
+    let mut panels: Vec<String> = Vec::new();
+    for b in &bands {
+        if !panels.contains(&b.panel) {
+            panels.push(b.panel.clone());
+        }
+    }
+    let mut labels: Vec<String> = bands.iter().map(|b| b.label.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    let cols = panels.len().min(3) as u32;
+    let rows = (panels.len() as u32).div_ceil(cols);
     let size = (PANEL.0 * cols, PANEL.1 * rows);
-    let draw_err = |e: String| PlotError::Output {
+    let tmp = out.with_file_name(format!(
+        ".{}.tmp{}.{}",
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("plot"),
+        std::process::id(),
+        if format == PlotFormat::Png {
+            "png"
+        } else {
+            "svg"
+        }
+    ));
+    let out_err = |e: String| PlotError::Output {
         path: out.to_path_buf(),
         message: e,
     };
-    match format {
-        PlotFormat::Svg => {
-            let root = SVGBackend::new(out, size).into_drawing_area();
-            draw(&root, &groups, &envs, &algos, metric, (rows, cols)).map_err(draw_err)?;
-            root.present().map_err(|e| draw_err(e.to_string()))?;
-        }
-        PlotFormat::Png => {
-            let mut buf = vec![0u8; 3 * size.0 as usize * size.1 as usize];
-            {
-                let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
-                draw(&root, &groups, &envs, &algos, metric, (rows, cols)).map_err(draw_err)?;
-                root.present().map_err(|e| draw_err(e.to_string()))?;
+    let axes = Axes {
+        x_desc,
+        y_desc,
+        steps_axis,
+    };
+    let result = (|| -> Result<(), String> {
+        match format {
+            PlotFormat::Svg => {
+                let mut svg = String::new();
+                {
+                    let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+                    draw(&root, &bands, &panels, &labels, &axes, (rows, cols))?;
+                    root.present().map_err(|e| e.to_string())?;
+                }
+                write_synced(&tmp, svg.as_bytes())
             }
-            write_png(out, size, &buf).map_err(draw_err)?;
+            PlotFormat::Png => {
+                let mut buf = vec![0u8; 3 * size.0 as usize * size.1 as usize];
+                {
+                    let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+                    draw(&root, &bands, &panels, &labels, &axes, (rows, cols))?;
+                    root.present().map_err(|e| e.to_string())?;
+                }
+                write_png(&tmp, size, &buf)
+            }
         }
+    })();
+    if let Err(e) = result.and_then(|_| std::fs::rename(&tmp, out).map_err(|e| e.to_string())) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(out_err(e));
     }
-    Ok(groups)
+    Ok(())
+}
+
+/// Largest magnitude drawn: plotters' coordinate arithmetic overflows near `f64::MAX`.
+const DRAW_LIMIT: f64 = 1e15;
+
+/// `b` without the points whose x, curve or band is not finite, and with band edges
+/// clipped to ±[`DRAW_LIMIT`].
+fn finite_band(b: &Band) -> Band {
+    let mut out = Band {
+        x: Vec::new(),
+        center: Vec::new(),
+        low: Vec::new(),
+        high: Vec::new(),
+        ..b.clone()
+    };
+    let clip = |v: f64| v.clamp(-DRAW_LIMIT, DRAW_LIMIT);
+    for i in 0..b
+        .x
+        .len()
+        .min(b.center.len())
+        .min(b.low.len())
+        .min(b.high.len())
+    {
+        let (x, c) = (b.x[i], b.center[i]);
+        if !(x.is_finite() && c.is_finite() && x.abs() <= DRAW_LIMIT && c.abs() <= DRAW_LIMIT) {
+            continue;
+        }
+        let lo = if b.low[i].is_nan() { c } else { clip(b.low[i]) };
+        let hi = if b.high[i].is_nan() {
+            c
+        } else {
+            clip(b.high[i])
+        };
+        out.x.push(x);
+        out.center.push(c);
+        out.low.push(lo.min(c));
+        out.high.push(hi.max(c));
+    }
+    out
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    f.write_all(bytes).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())
 }
 
 fn write_png(path: &Path, (w, h): (u32, u32), rgb: &[u8]) -> Result<(), String> {
@@ -332,78 +455,90 @@ fn write_png(path: &Path, (w, h): (u32, u32), rgb: &[u8]) -> Result<(), String> 
     writer.finish().map_err(|e| e.to_string())
 }
 
+/// Axis descriptions.
+struct Axes<'a> {
+    x_desc: &'a str,
+    y_desc: &'a str,
+    steps_axis: bool,
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    groups: &[GroupCurve],
-    envs: &[String],
-    algos: &[String],
-    metric: &str,
+    bands: &[Band],
+    panels: &[String],
+    labels: &[String],
+    axes: &Axes,
     (rows, cols): (u32, u32),
 ) -> Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let panels = root.split_evenly((rows as usize, cols as usize));
-    for (env, panel) in envs.iter().zip(panels.iter()) {
-        let members: Vec<&GroupCurve> = groups.iter().filter(|g| &g.env == env).collect();
-        let (mut x1, mut y0, mut y1) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
-        for g in &members {
-            for i in 0..g.steps.len() {
-                x1 = x1.max(g.steps[i]);
-                y0 = y0.min(g.mean[i] - g.std[i]);
-                y1 = y1.max(g.mean[i] + g.std[i]);
+    let areas = root.split_evenly((rows as usize, cols as usize));
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        let members: Vec<&Band> = bands.iter().filter(|b| &b.panel == panel).collect();
+        let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
+        for b in &members {
+            for i in 0..b.x.len() {
+                x0 = x0.min(b.x[i]);
+                x1 = x1.max(b.x[i]);
+                y0 = y0.min(b.low[i]);
+                y1 = y1.max(b.high[i]);
             }
+        }
+        if axes.steps_axis {
+            x0 = x0.min(0.0);
+        }
+        if x1 - x0 < 1e-12 {
+            x1 = x0 + 1.0;
         }
         if y1 - y0 < 1e-9 {
             (y0, y1) = (y0 - 1.0, y1 + 1.0);
         }
         let pad = 0.05 * (y1 - y0);
-        let mut chart = ChartBuilder::on(panel)
-            .caption(env, ("sans-serif", 20))
+        let mut chart = ChartBuilder::on(area)
+            .caption(panel, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(64)
-            .build_cartesian_2d(0f64..x1, (y0 - pad)..(y1 + pad))
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
             .map_err(e)?;
+        let steps_fmt = |x: &f64| format_steps(*x);
+        let plain_fmt = |x: &f64| format_value(*x);
+        let x_fmt: &dyn Fn(&f64) -> String = if axes.steps_axis {
+            &steps_fmt
+        } else {
+            &plain_fmt
+        };
         chart
             .configure_mesh()
-            .x_desc("environment steps")
-            .y_desc(metric)
+            .x_desc(axes.x_desc)
+            .y_desc(axes.y_desc)
             .x_labels(6)
             .y_labels(8)
-            .x_label_formatter(&|x| format_steps(*x))
+            .x_label_formatter(x_fmt)
             .y_label_formatter(&|y| format_value(*y))
             .label_style(("sans-serif", 13))
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(e)?;
-        for g in members {
-            let idx = algos.iter().position(|a| *a == g.algo).unwrap_or(0);
+        for b in members {
+            let idx = labels.iter().position(|a| *a == b.label).unwrap_or(0);
             let color = COLORS[idx % COLORS.len()];
-            let upper = g
-                .steps
-                .iter()
-                .zip(&g.mean)
-                .zip(&g.std)
-                .map(|((x, m), s)| (*x, m + s));
-            let lower = g
-                .steps
-                .iter()
-                .zip(&g.mean)
-                .zip(&g.std)
-                .map(|((x, m), s)| (*x, m - s));
+            let upper = b.x.iter().zip(&b.high).map(|(x, v)| (*x, *v));
+            let lower = b.x.iter().zip(&b.low).map(|(x, v)| (*x, *v));
             let band: Vec<(f64, f64)> = upper.chain(lower.rev()).collect();
             chart
                 .draw_series(std::iter::once(Polygon::new(band, color.mix(0.18))))
                 .map_err(e)?;
             let label = format!(
                 "{} ({} seed{})",
-                g.algo,
-                g.runs,
-                if g.runs == 1 { "" } else { "s" }
+                b.label,
+                b.runs,
+                if b.runs == 1 { "" } else { "s" }
             );
             chart
                 .draw_series(LineSeries::new(
-                    g.steps.iter().copied().zip(g.mean.iter().copied()),
+                    b.x.iter().copied().zip(b.center.iter().copied()),
                     color.stroke_width(2),
                 ))
                 .map_err(e)?
@@ -425,7 +560,7 @@ fn draw<DB: DrawingBackend>(
 }
 
 /// `20000` → `20k`, `1500000` → `1.5M`.
-fn format_steps(x: f64) -> String {
+pub fn format_steps(x: f64) -> String {
     let a = x.abs();
     if a >= 1e6 {
         format!("{}M", trim(x / 1e6))

@@ -3,6 +3,8 @@
 mod plot;
 #[cfg(feature = "render")]
 mod render;
+mod report;
+mod sweep;
 mod train;
 
 use crate::bench::{EnvBenchConfig, bench_envs, format_table};
@@ -14,6 +16,8 @@ use std::process::ExitCode;
 pub use plot::PlotArgs;
 #[cfg(feature = "render")]
 pub use render::RenderArgs;
+pub use report::ReportArgs;
+pub use sweep::SweepArgs;
 pub use train::{BenchSacArgs, TrainArgs};
 
 /// stackrl: native MuJoCo environments with Gymnasium's definitions, and
@@ -40,6 +44,12 @@ pub enum Command {
     /// or PNG frames with MuJoCo's offscreen renderer.
     #[cfg(feature = "render")]
     Render(Box<RenderArgs>),
+    /// Run a grid of training runs (environments × algorithms × option axes × seeds), one
+    /// child process per cell, resumable, on this machine or on a Ray cluster.
+    Sweep(Box<SweepArgs>),
+    /// Summarise sweeps and runs: per (env, label, step) n, mean, std, IQM and its 95 %
+    /// bootstrap CI (summary.csv, summary.md) and IQM curves with CI bands.
+    Report(ReportArgs),
     /// Plot learning curves of runs: mean ± std across seeds per (env, algo), one panel
     /// per environment, PNG or SVG.
     Plot(PlotArgs),
@@ -74,6 +84,32 @@ pub enum BenchCommand {
     Envs(BenchEnvsArgs),
     /// SAC and Stack-SAC update throughput (updates/s) per network size and thread count.
     Sac(BenchSacArgs),
+    /// The sweep executor's own cost (one cell through `sweep` vs `train` directly) and its
+    /// speed-up with several workers.
+    Sweep(BenchSweepArgs),
+}
+
+/// Options of `stackrl bench sweep`.
+#[derive(Debug, clap::Args)]
+pub struct BenchSweepArgs {
+    /// Environment of the cells.
+    #[arg(long, default_value = "Pendulum-v1")]
+    pub env: String,
+    /// Algorithm of the cells.
+    #[arg(long, default_value = "sac")]
+    pub algo: String,
+    /// Steps per cell.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+    /// Cells of the scaling runs (seeds 0..N).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub cells: u64,
+    /// Workers of the parallel scaling run.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub workers: u64,
+    /// Alternated repetitions (medians are reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub repeats: u64,
 }
 
 /// Options of `stackrl bench envs`.
@@ -147,7 +183,24 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), String> {
         #[cfg(feature = "render")]
         Command::Render(args) => render::render_command(&args),
         Command::Plot(args) => plot::plot_command(&args),
+        Command::Sweep(args) => sweep::sweep_command(&args),
+        Command::Report(args) => report::report_command(&args),
         Command::Bench(BenchCommand::Sac(args)) => train::bench_sac_command(&args),
+        Command::Bench(BenchCommand::Sweep(args)) => {
+            let config = crate::sweep::bench::SweepBenchConfig {
+                env: args.env.clone(),
+                algo: args.algo.clone(),
+                steps: args.steps,
+                cells: args.cells,
+                workers: args.workers as usize,
+                repeats: args.repeats as usize,
+                binary: std::env::current_exe()
+                    .map_err(|e| format!("cannot find the stackrl binary: {e}"))?,
+            };
+            let result = crate::sweep::bench::bench_sweep(&config).map_err(|e| e.to_string())?;
+            print!("{}", crate::sweep::bench::format_table(&config, &result));
+            Ok(())
+        }
         Command::Bench(BenchCommand::Envs(args)) => {
             if args.threads.contains(&0) {
                 return Err("--threads values must be at least 1".into());

@@ -548,6 +548,31 @@ pub(super) fn train_command(a: &TrainArgs, m: &ArgMatches) -> Result<(), String>
         print_summary(&summary);
         return Ok(());
     }
+    let summary = match resolve_new_run(a, m)? {
+        NewRun::OnPolicy(config) => {
+            setup_process(config.threads, on_policy::needs_second_order(&config))?;
+            on_policy::train(&config, &options).map_err(|e| e.to_string())?
+        }
+        NewRun::Sac(config) => {
+            setup_process(
+                config.threads,
+                train::off_policy::needs_second_order(&config),
+            )?;
+            train::train(&config, &options).map_err(|e| e.to_string())?
+        }
+    };
+    print_summary(&summary);
+    Ok(())
+}
+
+/// The validated configuration of a new run.
+enum NewRun {
+    OnPolicy(Box<OnPolicyTrainConfig>),
+    Sac(Box<TrainConfig>),
+}
+
+/// Layers defaults, `--config` and the command line into a validated configuration.
+fn resolve_new_run(a: &TrainArgs, m: &ArgMatches) -> Result<NewRun, String> {
     let file = match &a.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -571,24 +596,44 @@ pub(super) fn train_command(a: &TrainArgs, m: &ArgMatches) -> Result<(), String>
     let algo = parse_any_algo(&algo_name)?;
     check_family(algo, file.as_ref(), m)?;
     let overrides = overrides(a, m)?;
-    let summary = match algo {
-        AnyAlgo::OnPolicy(_) => {
-            let config = OnPolicyTrainConfig::from_layers(file.as_ref(), &overrides)
-                .map_err(|e| e.to_string())?;
-            setup_process(config.threads, on_policy::needs_second_order(&config))?;
-            on_policy::train(&config, &options).map_err(|e| e.to_string())?
-        }
-        AnyAlgo::Sac(_) => {
-            let config =
-                TrainConfig::from_layers(file.as_ref(), &overrides).map_err(|e| e.to_string())?;
-            setup_process(
-                config.threads,
-                train::off_policy::needs_second_order(&config),
-            )?;
-            train::train(&config, &options).map_err(|e| e.to_string())?
-        }
+    Ok(match algo {
+        AnyAlgo::OnPolicy(_) => NewRun::OnPolicy(Box::new(
+            OnPolicyTrainConfig::from_layers(file.as_ref(), &overrides)
+                .map_err(|e| e.to_string())?,
+        )),
+        AnyAlgo::Sac(_) => NewRun::Sac(Box::new(
+            TrainConfig::from_layers(file.as_ref(), &overrides).map_err(|e| e.to_string())?,
+        )),
+    })
+}
+
+/// Checks the options of a new `stackrl train` run (as a sweep cell gives them, without
+/// `stackrl train`) exactly as `train` would, without creating or running anything.
+pub(super) fn check_train_options(args: &[String]) -> Result<(), String> {
+    use clap::{CommandFactory, FromArgMatches};
+    let argv = ["stackrl", "train"]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned());
+    let matches = super::Cli::command()
+        .try_get_matches_from(argv)
+        .map_err(|e| {
+            let text = e.to_string();
+            text.lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ")
+                .to_string()
+        })?;
+    let sub = matches
+        .subcommand_matches("train")
+        .ok_or("not a train command")?;
+    let a = TrainArgs::from_arg_matches(sub).map_err(|e| e.to_string())?;
+    let env = match resolve_new_run(&a, sub)? {
+        NewRun::OnPolicy(c) => c.env.clone(),
+        NewRun::Sac(c) => c.env.clone(),
     };
-    print_summary(&summary);
+    crate::envs::spec(&env).map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests that run the `stackrl` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_stackrl");
+
+/// A fresh (removed) temporary path unique to this test process and `name`.
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stackrl-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Runs `stackrl ARGS` to the end.
+pub fn stackrl(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run stackrl")
+}
+
+/// stdout then stderr, as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts that `stackrl ARGS` fails the way bad input must: exit status 1, a one-line
+/// `error:` message on stderr containing every needle, and no panic. (Exit status 2 is
+/// clap's, for values its parser rejects.)
+pub fn fails(args: &[&str], needles: &[&str]) -> Output {
+    let o = stackrl(args);
+    let t = text(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        matches!(o.status.code(), Some(1 | 2)),
+        "`stackrl {}` exited with {:?}:\n{t}",
+        args.join(" "),
+        o.status.code()
+    );
+    assert!(
+        !t.contains("panicked at"),
+        "`stackrl {}` panicked:\n{t}",
+        args.join(" ")
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with("error: ")),
+        "`stackrl {}`: no `error:` line:\n{t}",
+        args.join(" ")
+    );
+    for n in needles {
+        assert!(
+            t.contains(n),
+            "`stackrl {}`: {n:?} not in:\n{t}",
+            args.join(" ")
+        );
+    }
+    o
+}
+
+/// The rows of a run's `metrics.jsonl` without the wall-clock columns.
+pub fn metric_rows(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let m = v.as_object_mut().unwrap();
+            m.remove("sps");
+            m.remove("time_s");
+            v.to_string()
+        })
+        .collect()
+}
+
+/// Every file under `dir` with its bytes (for "nothing changed" checks).
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    fn walk(d: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let Ok(entries) = std::fs::read_dir(d) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    walk(dir, &mut out);
+    out
+}
