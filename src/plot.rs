@@ -350,16 +350,23 @@ pub fn draw_bands(
     let cols = panels.len().min(3) as u32;
     let rows = (panels.len() as u32).div_ceil(cols);
     let size = (PANEL.0 * cols, PANEL.1 * rows);
-    let tmp = out.with_file_name(format!(
-        ".{}.tmp{}.{}",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("plot"),
-        std::process::id(),
-        if format == PlotFormat::Png {
-            "png"
-        } else {
-            "svg"
-        }
-    ));
+    // A special file (a device such as /dev/stdout or /dev/full, a pipe) is written in
+    // place; a regular file through a temporary file beside it and a rename.
+    let special = out.exists() && !out.is_file();
+    let tmp = if special {
+        out.to_path_buf()
+    } else {
+        out.with_file_name(format!(
+            ".{}.tmp{}.{}",
+            out.file_name().and_then(|n| n.to_str()).unwrap_or("plot"),
+            std::process::id(),
+            if format == PlotFormat::Png {
+                "png"
+            } else {
+                "svg"
+            }
+        ))
+    };
     let out_err = |e: String| PlotError::Output {
         path: out.to_path_buf(),
         message: e,
@@ -391,8 +398,17 @@ pub fn draw_bands(
             }
         }
     })();
-    if let Err(e) = result.and_then(|_| std::fs::rename(&tmp, out).map_err(|e| e.to_string())) {
-        let _ = std::fs::remove_file(&tmp);
+    let result = result.and_then(|_| {
+        if special {
+            Ok(())
+        } else {
+            std::fs::rename(&tmp, out).map_err(|e| e.to_string())
+        }
+    });
+    if let Err(e) = result {
+        if !special {
+            let _ = std::fs::remove_file(&tmp);
+        }
         return Err(out_err(e));
     }
     Ok(())
@@ -441,18 +457,28 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(|e| e.to_string())?;
     f.write_all(bytes).map_err(|e| e.to_string())?;
-    f.sync_all().map_err(|e| e.to_string())
+    f.flush().map_err(|e| e.to_string())?;
+    // fsync fails with EINVAL on pipes and character devices, which have nothing to sync.
+    match f.sync_all() {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        other => other.map_err(|e| e.to_string()),
+    }
 }
 
+/// Encodes in memory, then writes with every write and the flush checked (a `BufWriter`
+/// dropped at the end would swallow the error of its last flush, e.g. a full disk).
 fn write_png(path: &Path, (w, h): (u32, u32), rgb: &[u8]) -> Result<(), String> {
-    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(png::Compression::High);
-    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(rgb).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::High);
+        let mut writer = enc.write_header().map_err(|e| e.to_string())?;
+        writer.write_image_data(rgb).map_err(|e| e.to_string())?;
+        writer.finish().map_err(|e| e.to_string())?;
+    }
+    write_synced(path, &bytes)
 }
 
 /// Axis descriptions.

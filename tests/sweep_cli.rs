@@ -423,6 +423,31 @@ fn report_rejects_bad_input_and_keeps_old_outputs() {
         ],
         &["--reps"],
     );
+    // `plot` draws the same values without hanging; a full disk is an error; a failed plot
+    // leaves an existing figure as it was.
+    let r = run_dir.to_str().unwrap();
+    let fig = out.join("plot.png");
+    let p = stackrl(&["plot", r, "--out", fig.to_str().unwrap()]);
+    assert!(p.status.success(), "{}", text(&p));
+    let before = std::fs::read(&fig).unwrap();
+    fails(
+        &[
+            "plot",
+            r,
+            "--metric",
+            "bogus",
+            "--out",
+            fig.to_str().unwrap(),
+        ],
+        &["no run has values"],
+    );
+    assert_eq!(std::fs::read(&fig).unwrap(), before);
+    let full = base.join("full.png");
+    std::os::unix::fs::symlink("/dev/full", &full).unwrap();
+    fails(
+        &["plot", r, "--out", full.to_str().unwrap()],
+        &["No space left"],
+    );
     std::fs::remove_dir_all(&base).unwrap();
 }
 

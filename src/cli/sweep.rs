@@ -165,12 +165,14 @@ pub(super) fn sweep_command(a: &SweepArgs) -> Result<(), String> {
     match result {
         Ok(s) => {
             println!(
-                "sweep done: {} cells ({} run now, {} finished before, {} stopped early) in {}",
+                "sweep done: {} cells ({} run now, {} finished before, {} stopped early) in {} \
+                 (executor CPU {:.3} s)",
                 s.total,
                 s.done,
                 s.skipped,
                 s.interrupted,
-                sweep::format_duration(s.wall_s)
+                sweep::format_duration(s.wall_s),
+                s.executor_cpu_s
             );
             Ok(())
         }

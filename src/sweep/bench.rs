@@ -1,8 +1,11 @@
 //! `stackrl bench sweep`: the local executor's own cost and its scaling over workers.
 //!
 //! * Overhead: one cell run directly (`stackrl train`) and the same cell through `stackrl
-//!   sweep --workers 1`, alternated `repeats` times; the sweep's overhead is the ratio of the
-//!   medians minus one (process start, manifest, monitoring, export).
+//!   sweep --workers 1`, alternated `repeats` times: the ratio of the wall-time medians
+//!   minus one (process start, manifest, monitoring, export; on a shared machine this is
+//!   within the runs' noise), and the executor's own CPU time (the sweep process's, its
+//!   children excluded, as the sweep reports it) against the cell's wall time, which does
+//!   not depend on the machine's load.
 //! * Scaling: `cells` one-thread cells (seeds 0..cells) through `--workers 1` and through
 //!   `--workers W`, alternated; the speed-up is the ratio of the medians.
 //!
@@ -41,6 +44,8 @@ pub struct SweepBenchResult {
     pub direct_s: Vec<f64>,
     /// Wall seconds of each one-cell sweep.
     pub sweep_one_s: Vec<f64>,
+    /// CPU seconds of the sweep process itself in each one-cell sweep.
+    pub executor_cpu_s: Vec<f64>,
     /// Wall seconds of each `cells`-cell sweep with one worker.
     pub serial_s: Vec<f64>,
     /// Wall seconds of each `cells`-cell sweep with `workers` workers.
@@ -63,11 +68,15 @@ pub fn median(v: &[f64]) -> f64 {
 }
 
 fn timed(binary: &Path, args: &[String]) -> Result<f64, SweepError> {
+    timed_output(binary, args).map(|(s, _)| s)
+}
+
+fn timed_output(binary: &Path, args: &[String]) -> Result<(f64, String), SweepError> {
     let t = Instant::now();
     let out = Command::new(binary)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| SweepError::Executor(format!("cannot run {}: {e}", binary.display())))?;
@@ -79,7 +88,13 @@ fn timed(binary: &Path, args: &[String]) -> Result<f64, SweepError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(secs)
+    Ok((secs, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// The executor CPU seconds from a sweep's last line (`... (executor CPU 0.012 s)`).
+fn executor_cpu(stdout: &str) -> Option<f64> {
+    let tail = stdout.rsplit("executor CPU ").next()?;
+    tail.split_whitespace().next()?.parse().ok()
 }
 
 /// Runs the measurements in a temporary folder.
@@ -99,6 +114,7 @@ pub fn bench_sweep(c: &SweepBenchConfig) -> Result<SweepBenchResult, SweepError>
         let mut r = SweepBenchResult {
             direct_s: Vec::new(),
             sweep_one_s: Vec::new(),
+            executor_cpu_s: Vec::new(),
             serial_s: Vec::new(),
             parallel_s: Vec::new(),
         };
@@ -129,10 +145,12 @@ pub fn bench_sweep(c: &SweepBenchConfig) -> Result<SweepBenchResult, SweepError>
                     "--progress=plain".into(),
                 ],
             )?);
-            r.sweep_one_s.push(timed(
-                &c.binary,
-                &sweep(&root.join(format!("one{i}")), "0", 1),
-            )?);
+            let (secs, stdout) =
+                timed_output(&c.binary, &sweep(&root.join(format!("one{i}")), "0", 1))?;
+            r.sweep_one_s.push(secs);
+            r.executor_cpu_s.push(executor_cpu(&stdout).ok_or_else(|| {
+                SweepError::Executor(format!("the sweep printed no executor CPU time: {stdout}"))
+            })?);
             let seeds = format!("0-{}", c.cells - 1);
             eprintln!(
                 "round {}/{}: {} cells, 1 and {} workers ...",
@@ -165,16 +183,24 @@ pub fn format_table(c: &SweepBenchConfig, r: &SweepBenchResult) -> String {
             .join(", ")
     };
     let (d, o) = (median(&r.direct_s), median(&r.sweep_one_s));
+    let cpu = median(&r.executor_cpu_s);
     let (s, p) = (median(&r.serial_s), median(&r.parallel_s));
     format!(
         "| measurement | median s | runs (s) | ratio |\n|---|---|---|---|\n\
          | `train` directly, 1 cell ({env}, {algo}, {steps} steps) | {d:.2} | {} | |\n\
-         | `sweep --workers 1`, the same cell | {o:.2} | {} | overhead {:+.2} % |\n\
+         | `sweep --workers 1`, the same cell | {o:.2} | {} | wall overhead {:+.2} % |\n\
+         | executor's own CPU in that sweep | {cpu:.3} | {} | {:.3} % of the cell's wall time |\n\
          | `sweep --workers 1`, {n} cells | {s:.2} | {} | |\n\
          | `sweep --workers {w}`, {n} cells | {p:.2} | {} | speed-up {:.2}× |\n",
         list(&r.direct_s),
         list(&r.sweep_one_s),
         100.0 * (o / d - 1.0),
+        r.executor_cpu_s
+            .iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        100.0 * cpu / d,
         list(&r.serial_s),
         list(&r.parallel_s),
         s / p,

@@ -237,6 +237,20 @@ pub struct SweepSummary {
     pub failed: Vec<(String, Outcome)>,
     /// Wall-clock seconds.
     pub wall_s: f64,
+    /// CPU seconds of the sweep process itself (every thread, without its children): the
+    /// executor's own cost.
+    pub executor_cpu_s: f64,
+}
+
+/// CPU seconds (user + system) this process has used so far, children excluded.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 /// The contents of `sweep.json`.
@@ -602,6 +616,7 @@ pub fn run_sweep(
     display.finish();
     result?;
     summary.wall_s = started.elapsed().as_secs_f64();
+    summary.executor_cpu_s = own_cpu_seconds();
     if !summary.failed.is_empty() {
         let details = summary
             .failed
