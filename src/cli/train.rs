@@ -629,10 +629,11 @@ pub(super) fn check_train_options(args: &[String]) -> Result<(), String> {
         .subcommand_matches("train")
         .ok_or("not a train command")?;
     let a = TrainArgs::from_arg_matches(sub).map_err(|e| e.to_string())?;
-    let env = match resolve_new_run(&a, sub)? {
-        NewRun::OnPolicy(c) => c.env.clone(),
-        NewRun::Sac(c) => c.env.clone(),
+    let (env, threads) = match resolve_new_run(&a, sub)? {
+        NewRun::OnPolicy(c) => (c.env.clone(), c.threads),
+        NewRun::Sac(c) => (c.env.clone(), c.threads),
     };
+    train::check_threads(threads).map_err(|e| e.to_string())?;
     crate::envs::spec(&env).map_err(|e| e.to_string())?;
     Ok(())
 }

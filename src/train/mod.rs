@@ -118,6 +118,28 @@ pub enum TrainError {
 
 static THREADS: Once = Once::new();
 
+/// The most threads a run may ask for: four per CPU the OS offers this process (more only
+/// oversubscribes the cores; far more makes the thread pool fail to start).
+pub fn max_threads() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Checks a thread count: at least 1 and at most [`max_threads`].
+pub fn check_threads(threads: usize) -> Result<(), TrainError> {
+    if threads == 0 {
+        return Err(TrainError::Config("threads must be at least 1".into()));
+    }
+    let max = max_threads();
+    if threads > max {
+        return Err(TrainError::Config(format!(
+            "--threads {threads} is more than this machine can run: it offers {} CPUs \
+             (at most {max} threads, 4 per CPU)",
+            max / 4
+        )));
+    }
+    Ok(())
+}
+
 /// Sets the thread counts of Candle's CPU backend: `RAYON_NUM_THREADS = threads` for matrix
 /// products and `CANDLE_NUM_THREADS = 1`, so element-wise ops run on the calling thread.
 /// Call it at program start, before any tensor operation and before other threads exist
@@ -130,9 +152,7 @@ static THREADS: Once = Once::new();
 /// the element-wise pool at 2, 100 with only the products at 2 and 114 with both at 1
 /// (`stackrl bench sac`, see `docs/sac.md`). 1 is the default of `stackrl train`.
 pub fn configure_threads(threads: usize) -> Result<(), TrainError> {
-    if threads == 0 {
-        return Err(TrainError::Config("threads must be at least 1".into()));
-    }
+    check_threads(threads)?;
     THREADS.call_once(|| {
         // SAFETY: `std::env::set_var` races only with C code reading the environment in
         // another thread; this is documented to run at program start before other threads
