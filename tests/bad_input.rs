@@ -39,3 +39,45 @@ fn thread_counts_beyond_the_machine_are_refused() {
     );
     assert!(!dir.exists(), "a refused sweep created {d}");
 }
+
+#[test]
+fn resume_without_the_latest_pointer_uses_the_newest_checkpoint() {
+    let dir = tmp("no-latest");
+    let d = dir.to_str().unwrap();
+    let o = common::stackrl(&[
+        "train",
+        "--steps",
+        "600",
+        "--learning-starts",
+        "200",
+        "--hidden",
+        "16,16",
+        "--batch-size",
+        "16",
+        "--checkpoint-every",
+        "200",
+        "--keep-checkpoints",
+        "3",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "1",
+        "--progress",
+        "none",
+        "--run-dir",
+        d,
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let rows = common::metric_rows(&dir);
+    std::fs::remove_file(dir.join("checkpoints/latest")).unwrap();
+    let o = common::stackrl(&["train", "--resume", d, "--progress", "none"]);
+    let t = common::text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("is missing; using the newest complete checkpoint, step_000000000600"),
+        "{t}"
+    );
+    assert!(t.contains("already finished"), "{t}");
+    assert_eq!(common::metric_rows(&dir), rows, "the run's metrics changed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -167,10 +167,33 @@ impl Checkpointer {
     }
 
     /// The newest complete checkpoint of `run_dir`, or `None` if it has none yet.
+    ///
+    /// Without a `latest` pointer (a kill between a first checkpoint's rename and its
+    /// pointer, or a pointer removed by hand) the newest `step_*` directory is taken, and a
+    /// note says so on stderr: a checkpoint directory only gets its final name once it is
+    /// complete, and starting over would discard the run's progress.
     pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, TrainError> {
         let pointer = run_dir.join(CHECKPOINTS_DIR).join(LATEST);
         if !pointer.exists() {
-            return Ok(None);
+            let dir = run_dir.join(CHECKPOINTS_DIR);
+            let mut names: Vec<String> = match fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().to_str().map(String::from))
+                    .filter(|n| n.starts_with("step_") && !n.ends_with(TMP_SUFFIX))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            names.sort();
+            let Some(newest) = names.pop() else {
+                return Ok(None);
+            };
+            eprintln!(
+                "note: {} is missing; using the newest complete checkpoint, {newest}",
+                pointer.display()
+            );
+            return Ok(Some(dir.join(newest)));
         }
         let name = fs::read_to_string(&pointer).map_err(io(&pointer))?;
         let name = name.trim();
