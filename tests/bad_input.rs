@@ -81,3 +81,53 @@ fn resume_without_the_latest_pointer_uses_the_newest_checkpoint() {
     assert_eq!(common::metric_rows(&dir), rows, "the run's metrics changed");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[cfg(feature = "render")]
+#[test]
+fn render_names_a_file_that_is_not_a_checkpoint() {
+    let dir = tmp("render-ckpt");
+    let run = dir.join("run");
+    let o = common::stackrl(&[
+        "train",
+        "--steps",
+        "300",
+        "--learning-starts",
+        "100",
+        "--hidden",
+        "16,16",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "1",
+        "--progress",
+        "none",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    std::fs::write(dir.join("afile"), "not a checkpoint").unwrap();
+    let out = dir.join("x.mp4");
+    let o = std::process::Command::new(common::BIN)
+        .current_dir(&dir)
+        .args([
+            "render",
+            "--run",
+            "run",
+            "--checkpoint",
+            "afile",
+            "--out",
+            "x.mp4",
+        ])
+        .output()
+        .unwrap();
+    let t = common::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("error: afile is not a checkpoint nor a file of one"),
+        "{t}"
+    );
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

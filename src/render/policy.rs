@@ -180,7 +180,21 @@ pub fn load_run_policy(
 fn checkpoint_dir(run_dir: &Path, given: Option<&Path>) -> Result<PathBuf, RenderError> {
     match given {
         Some(p) if p.is_dir() => Ok(p.to_path_buf()),
-        Some(p) if p.is_file() => Ok(p.parent().unwrap_or(Path::new(".")).to_path_buf()),
+        Some(p) if p.is_file() => {
+            // A file inside a checkpoint (e.g. its weights) names that checkpoint.
+            let parent = match p.parent() {
+                Some(q) if !q.as_os_str().is_empty() => q.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !parent.join(META_FILE).is_file() {
+                return Err(RenderError::Policy(format!(
+                    "{} is not a checkpoint nor a file of one (a checkpoint is a folder such \
+                     as RUN/checkpoints/step_000000020000 holding {META_FILE})",
+                    p.display()
+                )));
+            }
+            Ok(parent)
+        }
         Some(p) => Err(RenderError::Policy(format!(
             "checkpoint {} does not exist",
             p.display()
