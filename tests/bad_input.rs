@@ -131,3 +131,21 @@ fn render_names_a_file_that_is_not_a_checkpoint() {
     assert!(!out.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn lab_theorems_refuses_tolerances_that_cannot_fail() {
+    let dir = tmp("lab-tol");
+    let d = dir.to_str().unwrap();
+    for tol in ["inf", "NaN", "0", "-1e-9", "0.5"] {
+        fails(
+            &["lab", "theorems", &format!("--tol={tol}"), "--out", d],
+            &["--tol must be finite, > 0 and at most 1e-3"],
+        );
+        assert!(!dir.exists(), "--tol {tol} created {d}");
+    }
+    fails(
+        &["lab", "theorems", "--mdps", "100000000000", "--out", d],
+        &["--mdps must be between 1 and 100000"],
+    );
+    assert!(!dir.exists());
+}

@@ -156,10 +156,18 @@ pub fn run(cmd: LabCommand) -> Result<PathBuf, LabError> {
             tol,
             out,
         } => {
-            if mdps == 0 || tol.is_nan() || tol <= 0.0 {
-                return Err(LabError::Config(
-                    "theorems: --mdps must be positive and --tol > 0".into(),
-                ));
+            if mdps == 0 || mdps > MAX_MDPS {
+                return Err(LabError::Config(format!(
+                    "theorems: --mdps must be between 1 and {MAX_MDPS} (got {mdps})"
+                )));
+            }
+            // A tolerance the checks cannot fail against proves nothing: the identities hold
+            // to ~1e-10 in f64, so anything above MAX_TOL is refused.
+            if !(tol.is_finite() && tol > 0.0 && tol <= MAX_TOL) {
+                return Err(LabError::Config(format!(
+                    "theorems: --tol must be finite, > 0 and at most {MAX_TOL:e} (got {tol}); \
+                     a larger tolerance could not detect a broken identity"
+                )));
             }
             let dir = prepare_dir("theorems", seed, out, &config)?;
             let md = run_theorems(&dir, seed, mdps, tol)?;
@@ -263,6 +271,11 @@ fn sci(x: f64) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // theorems
+
+/// Largest `lab theorems --tol`.
+const MAX_TOL: f64 = 1e-3;
+/// Largest `lab theorems --mdps` (each is checked in turn; this is hours of work).
+const MAX_MDPS: usize = 100_000;
 
 fn run_theorems(dir: &Path, seed: u64, mdps: usize, tol: f64) -> Result<String, LabError> {
     const GAMMAS: [f64; 3] = [0.9, 0.5, 0.99];
