@@ -149,3 +149,34 @@ fn lab_theorems_refuses_tolerances_that_cannot_fail() {
     );
     assert!(!dir.exists());
 }
+
+#[test]
+fn options_of_another_algorithm_are_refused() {
+    let dir = tmp("foreign");
+    let d = dir.to_str().unwrap();
+    for (algo, flag, value, owner) in [
+        ("sac", "--eta", "-1", "stack-sac only"),
+        ("sac", "--cg-tol", "-1", "stack-sac and stac only"),
+        ("sac", "--curvature-batch", "100000", "stack-sac only"),
+        ("res-sac", "--eta", "0.5", "stack-sac only"),
+        ("stack-sac", "--clip", "4", "res-sac only"),
+        ("ac", "--lambda", "5", "stac only"),
+        ("ac", "--cg-iters", "3", "stack-sac and stac only"),
+    ] {
+        let arg = format!("{flag}={value}");
+        fails(
+            &[
+                "train",
+                "--algo",
+                algo,
+                &arg,
+                "--steps",
+                "300",
+                "--run-dir",
+                d,
+            ],
+            &[&format!("{flag} applies to {owner}, not to --algo {algo}")],
+        );
+        assert!(!dir.exists(), "{algo} {arg} created {d}");
+    }
+}

@@ -480,6 +480,31 @@ fn check_family(algo: AnyAlgo, file: Option<&Value>, m: &ArgMatches) -> Result<(
         AnyAlgo::OnPolicy(_) => (SAC_ONLY, "the SAC family (sac, res-sac, stack-sac)"),
         AnyAlgo::Sac(_) => (ON_POLICY_ONLY, "ac and stac"),
     };
+    // Options of one algorithm of the family: given to another, they would be ignored.
+    const ONLY: &[(&str, &[&str])] = &[
+        ("clip", &["res-sac"]),
+        ("eta", &["stack-sac"]),
+        ("curvature_batch", &["stack-sac"]),
+        ("cg_iters", &["stack-sac", "stac"]),
+        ("cg_tol", &["stack-sac", "stac"]),
+        ("cg_warm_start", &["stack-sac", "stac"]),
+        ("stack_hessian", &["stack-sac", "stac"]),
+        ("curvature", &["stack-sac", "stac"]),
+        ("lambda", &["stac"]),
+        ("lambda_decay", &["stac"]),
+        ("lambda_min", &["stac"]),
+    ];
+    for (key, algos) in ONLY {
+        let same_family = !foreign.contains(key);
+        if same_family && given(m, key) && !algos.contains(&algo.name()) {
+            return Err(format!(
+                "--{} applies to {} only, not to --algo {}",
+                key.replace('_', "-"),
+                algos.join(" and "),
+                algo.name()
+            ));
+        }
+    }
     for key in foreign {
         if given(m, key) {
             return Err(format!(
