@@ -525,10 +525,12 @@ pub fn final_rows(rows: &[SummaryRow]) -> Vec<SummaryRow> {
     best.into_values().collect()
 }
 
-/// The IQM curves with CI bands (against steps) per (env, label).
-pub fn step_bands(rows: &[SummaryRow]) -> Vec<Band> {
+/// IQM curves with CI bands per (env, label), with x from `x_of` (rows it maps to `None`
+/// are left out).
+fn bands_by(rows: &[SummaryRow], x_of: impl Fn(&SummaryRow) -> Option<f64>) -> Vec<Band> {
     let mut out: BTreeMap<(String, String), Band> = BTreeMap::new();
     for r in rows {
+        let Some(x) = x_of(r) else { continue };
         let b = out
             .entry((r.env.clone(), r.label.clone()))
             .or_insert_with(|| Band {
@@ -541,12 +543,17 @@ pub fn step_bands(rows: &[SummaryRow]) -> Vec<Band> {
                 high: Vec::new(),
             });
         b.runs = b.runs.max(r.n);
-        b.x.push(r.step as f64);
+        b.x.push(x);
         b.center.push(r.iqm);
         b.low.push(r.ci_low);
         b.high.push(r.ci_high);
     }
     out.into_values().collect()
+}
+
+/// The IQM curves with CI bands (against steps) per (env, label).
+pub fn step_bands(rows: &[SummaryRow]) -> Vec<Band> {
+    bands_by(rows, |r| Some(r.step as f64))
 }
 
 /// IQM of the return against wall-clock hours: per (env, label, step), the IQM of the
@@ -564,32 +571,13 @@ pub fn time_bands(curves: &[SeedCurve], rows: &[SummaryRow]) -> Vec<Band> {
             }
         }
     }
-    let mut out: BTreeMap<(String, String), Band> = BTreeMap::new();
-    for r in rows {
-        let Some(ts) = times.get(&(r.env.clone(), r.label.clone(), r.step)) else {
-            continue;
-        };
-        let mut ts = ts.clone();
+    bands_by(rows, |r| {
+        let mut ts = times
+            .get(&(r.env.clone(), r.label.clone(), r.step))?
+            .clone();
         ts.sort_by(f64::total_cmp);
-        let median = percentile(&ts, 50.0) / 3600.0;
-        let b = out
-            .entry((r.env.clone(), r.label.clone()))
-            .or_insert_with(|| Band {
-                panel: r.env.clone(),
-                label: r.label.clone(),
-                runs: 0,
-                x: Vec::new(),
-                center: Vec::new(),
-                low: Vec::new(),
-                high: Vec::new(),
-            });
-        b.runs = b.runs.max(r.n);
-        b.x.push(median);
-        b.center.push(r.iqm);
-        b.low.push(r.ci_low);
-        b.high.push(r.ci_high);
-    }
-    out.into_values().collect()
+        Some(percentile(&ts, 50.0) / 3600.0)
+    })
 }
 
 /// Options of [`write_report`].
