@@ -180,3 +180,26 @@ fn options_of_another_algorithm_are_refused() {
         assert!(!dir.exists(), "{algo} {arg} created {d}");
     }
 }
+
+#[test]
+fn lab_learning_rates_must_be_finite_and_nothing_is_created() {
+    let dir = tmp("lab-lr");
+    let d = dir.to_str().unwrap();
+    for (cmd, flag) in [
+        ("dp", "--lr-actor=inf"),
+        ("dp", "--lr-critic=NaN"),
+        ("sample", "--lr-res=inf"),
+        ("sample", "--lr-actor=inf"),
+    ] {
+        fails(
+            &["lab", cmd, flag, "--out", d],
+            &["learning rates must be finite and positive"],
+        );
+        assert!(!dir.exists(), "lab {cmd} {flag} created {d}");
+    }
+    fails(
+        &["lab", "sample", "--eta=inf", "--out", d],
+        &["η must be finite"],
+    );
+    assert!(!dir.exists());
+}

@@ -95,10 +95,12 @@ impl DpConfig {
                 "dp: iters and log_every must be positive".into(),
             ));
         }
-        if !(self.lr_actor > 0.0 && self.lr_critic > 0.0) {
-            return Err(LabError::Config(
-                "dp: learning rates must be positive".into(),
-            ));
+        let ok = |lr: f64| lr.is_finite() && lr > 0.0;
+        if !(ok(self.lr_actor) && ok(self.lr_critic)) {
+            return Err(LabError::Config(format!(
+                "dp: learning rates must be finite and positive (--lr-actor {}, --lr-critic {})",
+                self.lr_actor, self.lr_critic
+            )));
         }
         Ok(())
     }

@@ -108,14 +108,17 @@ impl SampleConfig {
                 "sample: episodes, episode length and batch size must be positive".into(),
             ));
         }
-        if !(self.lr_actor > 0.0 && self.lr_critic > 0.0 && self.lr_res > 0.0) {
-            return Err(LabError::Config(
-                "sample: learning rates must be positive".into(),
-            ));
-        }
-        if self.eta.is_nan() || self.eta < 0.0 {
+        let ok = |lr: f64| lr.is_finite() && lr > 0.0;
+        if !(ok(self.lr_actor) && ok(self.lr_critic) && ok(self.lr_res)) {
             return Err(LabError::Config(format!(
-                "sample: η must be non-negative, got {}",
+                "sample: learning rates must be finite and positive (--lr-actor {}, \
+                 --lr-critic {}, --lr-res {})",
+                self.lr_actor, self.lr_critic, self.lr_res
+            )));
+        }
+        if !self.eta.is_finite() || self.eta < 0.0 {
+            return Err(LabError::Config(format!(
+                "sample: η must be finite and non-negative, got {}",
                 self.eta
             )));
         }
