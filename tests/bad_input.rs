@@ -203,3 +203,24 @@ fn lab_learning_rates_must_be_finite_and_nothing_is_created() {
     );
     assert!(!dir.exists());
 }
+
+#[test]
+fn evaluation_sizes_are_bounded() {
+    let dir = tmp("eval-episodes");
+    let d = dir.to_str().unwrap();
+    for algo in ["sac", "ac"] {
+        fails(
+            &[
+                "train",
+                "--algo",
+                algo,
+                "--eval-episodes",
+                "100000000000",
+                "--run-dir",
+                d,
+            ],
+            &["eval_episodes must be between 1 and 100000"],
+        );
+        assert!(!dir.exists(), "{algo}: created {d}");
+    }
+}

@@ -118,6 +118,10 @@ pub enum TrainError {
 
 static THREADS: Once = Once::new();
 
+/// Most episodes of one evaluation (each is a whole episode of up to 1000 steps, run at
+/// every evaluation: more would stall a run for days).
+pub const MAX_EVAL_EPISODES: usize = 100_000;
+
 /// The most threads a run may ask for: four per CPU the OS offers this process (more only
 /// oversubscribes the cores; far more makes the thread pool fail to start).
 pub fn max_threads() -> usize {

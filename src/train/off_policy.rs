@@ -180,8 +180,12 @@ impl TrainConfig {
         if self.env_steps_per_update == 0 {
             return bad("env_steps_per_update must be positive");
         }
-        if self.eval_episodes == 0 {
-            return bad("eval_episodes must be positive");
+        if self.eval_episodes == 0 || self.eval_episodes > super::MAX_EVAL_EPISODES {
+            return bad(&format!(
+                "eval_episodes must be between 1 and {} (got {})",
+                super::MAX_EVAL_EPISODES,
+                self.eval_episodes
+            ));
         }
         if self.log_every == 0 {
             return bad("log_every must be positive");

@@ -315,8 +315,12 @@ impl OnPolicyTrainConfig {
                 return bad(format!("{name} must be finite and > 0, got {lr}"));
             }
         }
-        if self.eval_episodes == 0 {
-            return bad("eval_episodes must be positive".into());
+        if self.eval_episodes == 0 || self.eval_episodes > super::MAX_EVAL_EPISODES {
+            return bad(format!(
+                "eval_episodes must be between 1 and {} (got {})",
+                super::MAX_EVAL_EPISODES,
+                self.eval_episodes
+            ));
         }
         if self.threads == 0 {
             return bad("threads must be at least 1".into());
