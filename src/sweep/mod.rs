@@ -654,8 +654,6 @@ struct Display {
     running: Vec<usize>,
     done: usize,
     failed: usize,
-    total: usize,
-    started: Instant,
     bar: Option<indicatif::ProgressBar>,
     remaining_steps: u64,
 }
@@ -694,8 +692,6 @@ impl Display {
             running: Vec::new(),
             done: skipped,
             failed: 0,
-            total: cells.len(),
-            started: Instant::now(),
             bar,
             remaining_steps,
         }
@@ -790,7 +786,6 @@ impl Display {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
-        let _ = (self.total, self.started);
     }
 }
 
