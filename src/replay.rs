@@ -147,15 +147,28 @@ impl ReplayBuffer {
         let (Some(n_obs), Some(n_act)) = (n_obs, n_act) else {
             return Err(ReplayError::Config("size overflows usize".into()));
         };
+        // Fallible allocation: a capacity the machine cannot hold is an error, not an abort.
+        let zeros = |n: usize| -> Result<Vec<f32>, ReplayError> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| {
+                ReplayError::Config(format!(
+                    "cannot allocate a replay buffer of {capacity} transitions ({} floats \
+                     per array): not enough memory",
+                    n
+                ))
+            })?;
+            v.resize(n, 0.0);
+            Ok(v)
+        };
         Ok(Self {
             capacity,
             obs_dim,
             act_dim,
-            obs: vec![0.0; n_obs],
-            actions: vec![0.0; n_act],
-            rewards: vec![0.0; capacity],
-            next_obs: vec![0.0; n_obs],
-            terminated: vec![0.0; capacity],
+            obs: zeros(n_obs)?,
+            actions: zeros(n_act)?,
+            rewards: zeros(capacity)?,
+            next_obs: zeros(n_obs)?,
+            terminated: zeros(capacity)?,
             pos: 0,
             len: 0,
         })

@@ -102,7 +102,19 @@ impl DpConfig {
                 self.lr_actor, self.lr_critic
             )));
         }
-        Ok(())
+        // The logged iterates are kept in memory until the run ends.
+        let rows = self.iters / self.log_every + 2;
+        let mut needs = crate::memory::Needs::new();
+        needs.add(
+            format!(
+                "the log of --iters {} every --log-every {} ({rows} rows)",
+                self.iters, self.log_every
+            ),
+            crate::memory::bytes(&[rows], std::mem::size_of::<DpPoint>()),
+        );
+        needs
+            .check()
+            .map_err(|e| LabError::Config(format!("dp: {e}")))
     }
 }
 

@@ -122,7 +122,24 @@ impl SampleConfig {
                 self.eta
             )));
         }
-        Ok(())
+        // Per run: the episode, two sampled batches and the per-episode log.
+        let mut needs = crate::memory::Needs::new();
+        needs
+            .add(
+                format!("one sampled batch (--batch {})", self.batch),
+                crate::memory::bytes(&[self.batch, 2], std::mem::size_of::<Transition>() + 8),
+            )
+            .add(
+                format!("one episode (--episode-len {})", self.episode_len),
+                crate::memory::bytes(&[self.episode_len], std::mem::size_of::<Transition>()),
+            )
+            .add(
+                format!("the per-episode log (--episodes {})", self.episodes),
+                crate::memory::bytes(&[self.episodes], std::mem::size_of::<EpisodeLog>() + 8),
+            );
+        needs
+            .check()
+            .map_err(|e| LabError::Config(format!("sample: {e}")))
     }
 }
 
