@@ -28,7 +28,11 @@ pub mod autodiff;
 #[cfg(feature = "trainer")]
 pub mod cli;
 #[cfg(feature = "trainer")]
+pub mod files;
+#[cfg(feature = "trainer")]
 pub mod lab;
+#[cfg(feature = "trainer")]
+pub mod memory;
 #[cfg(feature = "trainer")]
 pub mod nn;
 #[cfg(feature = "trainer")]

@@ -224,3 +224,249 @@ fn evaluation_sizes_are_bounded() {
         assert!(!dir.exists(), "{algo}: created {d}");
     }
 }
+
+#[test]
+fn sizes_too_large_for_memory_are_errors_before_anything_is_created() {
+    let dir = tmp("too-large");
+    let d = dir.to_str().unwrap();
+    let huge = "100000000000";
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["train", "--batch-size", huge, "--learning-starts", "200"],
+            "--batch-size 100000000000",
+        ),
+        (
+            &["train", "--steps", huge, "--buffer-size", huge],
+            "--buffer-size 100000000000",
+        ),
+        (&["train", "--hidden", "1000000,1000000"], "--hidden"),
+        (
+            &[
+                "train",
+                "--algo",
+                "ac",
+                "--env",
+                "CartPole-v1",
+                "--epoch-steps",
+                huge,
+                "--steps",
+                huge,
+            ],
+            "--epoch-steps 100000000000",
+        ),
+    ];
+    for (args, option) in cases {
+        let mut args = args.to_vec();
+        args.extend(["--run-dir", d]);
+        fails(&args, &[option, "of memory available"]);
+        assert!(!dir.exists(), "{args:?} created {d}");
+    }
+    let lab: &[(&[&str], &str)] = &[
+        (
+            &["lab", "dp", "--iters", huge, "--log-every", "1"],
+            "--iters",
+        ),
+        (&["lab", "sample", "--batch", huge], "--batch 100000000000"),
+        (&["lab", "sample", "--episodes", huge], "--episodes"),
+    ];
+    for (args, option) in lab {
+        let mut args = args.to_vec();
+        args.extend(["--out", d]);
+        fails(&args, &[option, "of memory available"]);
+        assert!(!dir.exists(), "{args:?} created {d}");
+    }
+}
+
+/// A small SAC run stopped at step 700, after its checkpoint of step 600.
+fn interrupted_run(dir: &std::path::Path) {
+    let o = common::stackrl(&[
+        "train",
+        "--steps",
+        "1000",
+        "--learning-starts",
+        "200",
+        "--hidden",
+        "16,16",
+        "--batch-size",
+        "16",
+        "--checkpoint-every",
+        "300",
+        "--eval-every",
+        "500",
+        "--eval-episodes",
+        "1",
+        "--interrupt-at",
+        "700",
+        "--progress",
+        "none",
+        "--run-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    assert!(common::latest_checkpoint(dir).ends_with("step_000000000600"));
+}
+
+fn flip_byte_in_the_middle(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x20;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn damaged_checkpoints_and_metrics_are_refused_and_nothing_changes() {
+    let base = tmp("damage");
+    let run = base.join("run");
+    interrupted_run(&run);
+    let ckpt = |d: &std::path::Path| common::latest_checkpoint(d);
+    type Damage = fn(&std::path::Path, &std::path::Path);
+    let cases: &[(&str, Damage, &[&str])] = &[
+        (
+            "weights",
+            |_, c| flip_byte_in_the_middle(&c.join("weights.safetensors")),
+            &["weights.safetensors does not match its SHA-256"],
+        ),
+        (
+            "replay",
+            |_, c| flip_byte_in_the_middle(&c.join("replay.safetensors")),
+            &["replay.safetensors does not match its SHA-256"],
+        ),
+        (
+            "meta",
+            |_, c| {
+                let p = c.join("meta.json");
+                let text = std::fs::read_to_string(&p).unwrap();
+                let edited = text.replacen("\"episodes\": ", "\"episodes\": 1", 1);
+                assert_ne!(text, edited);
+                std::fs::write(&p, edited).unwrap();
+            },
+            &["meta.json"],
+        ),
+        (
+            "manifest-removed",
+            |_, c| std::fs::remove_file(c.join("manifest.json")).unwrap(),
+            &["no manifest.json"],
+        ),
+        (
+            "file-added",
+            |_, c| std::fs::write(c.join("extra.bin"), "x").unwrap(),
+            &["extra.bin is not listed"],
+        ),
+        (
+            "csv",
+            |r, _| flip_byte_in_the_middle(&r.join("metrics.csv")),
+            &["metrics.csv differ from those the checkpoint recorded"],
+        ),
+        // The JSON lines are checked before the CSV is truncated: the CSV must survive.
+        (
+            "jsonl",
+            |r, _| flip_byte_in_the_middle(&r.join("metrics.jsonl")),
+            &["metrics.jsonl differ from those the checkpoint recorded"],
+        ),
+        (
+            "events",
+            |r, _| flip_byte_in_the_middle(&r.join("events.out.tfevents.stackrl")),
+            &["event file was damaged or edited"],
+        ),
+    ];
+    for (name, damage, needles) in cases {
+        let copy = base.join(name);
+        common::copy_dir(&run, &copy);
+        damage(&copy, &ckpt(&copy));
+        let before = common::snapshot(&copy);
+        let mut needles = needles.to_vec();
+        needles.push("bad checkpoint");
+        fails(&["train", "--resume", copy.to_str().unwrap()], &needles);
+        assert!(
+            common::snapshot(&copy) == before,
+            "{name}: a refused resume changed the run"
+        );
+    }
+    // The undamaged run resumes.
+    let o = common::stackrl(&["train", "--resume", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_run_in_use_is_refused() {
+    let dir = tmp("in-use");
+    interrupted_run(&dir);
+    let before = common::snapshot(&dir);
+    let held = stackrl::files::FileLock::try_take(&dir.join(".lock"))
+        .unwrap()
+        .expect("nobody else holds the lock");
+    fails(
+        &["train", "--resume", dir.to_str().unwrap()],
+        &["in use by another stackrl process"],
+    );
+    assert!(
+        common::snapshot(&dir) == before,
+        "a refused resume changed the run"
+    );
+    drop(held);
+    let o = common::stackrl(&["train", "--resume", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(feature = "render")]
+#[test]
+fn a_failed_render_keeps_the_existing_video_and_refuses_a_damaged_checkpoint() {
+    let base = tmp("render-damaged");
+    let run = base.join("run");
+    interrupted_run(&run);
+    flip_byte_in_the_middle(&common::latest_checkpoint(&run).join("weights.safetensors"));
+    let old = base.join("old.mp4");
+    std::fs::write(&old, "an earlier video").unwrap();
+    let before = common::snapshot(&base);
+    fails(
+        &[
+            "render",
+            "--run",
+            run.to_str().unwrap(),
+            "--out",
+            old.to_str().unwrap(),
+        ],
+        &["weights.safetensors does not match its SHA-256"],
+    );
+    assert!(
+        common::snapshot(&base) == before,
+        "a failed render changed or left files"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn checkpoints_from_before_checksums_still_resume_with_a_note() {
+    let dir = tmp("legacy");
+    interrupted_run(&dir);
+    let reference = tmp("legacy-reference");
+    common::copy_dir(&dir, &reference);
+    // What an older stackrl wrote: no manifest, metrics positions without checksums.
+    let ckpt = common::latest_checkpoint(&dir);
+    std::fs::remove_file(ckpt.join("manifest.json")).unwrap();
+    // Edited as text: the RNG state holds integers beyond what `serde_json::Value` keeps.
+    let meta_path = ckpt.join("meta.json");
+    let mut meta = std::fs::read_to_string(&meta_path).unwrap();
+    meta = meta
+        .lines()
+        .filter(|l| !l.contains("_sha256\""))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace(",\n  }", "\n  }");
+    std::fs::write(&meta_path, meta).unwrap();
+    let o = common::stackrl(&["train", "--resume", dir.to_str().unwrap()]);
+    let t = common::text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("without checkpoint checksums"), "{t}");
+    let o = common::stackrl(&["train", "--resume", reference.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    assert_eq!(
+        common::metric_rows(&dir),
+        common::metric_rows(&reference),
+        "a legacy resume must continue the run exactly"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&reference).unwrap();
+}

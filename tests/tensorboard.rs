@@ -162,7 +162,7 @@ fn resume_truncates_the_event_file_to_the_checkpoint() {
     w.write(&row(3)).unwrap();
     drop(w);
 
-    let mut w = MetricsWriter::resume(&dir, COLUMNS, at_checkpoint).unwrap();
+    let mut w = MetricsWriter::resume(&dir, COLUMNS, at_checkpoint.clone()).unwrap();
     w.write(&row(4)).unwrap();
     let steps: Vec<i64> = read_records(&std::fs::read(dir.join(EVENTS_FILE)).unwrap())
         .iter()
@@ -181,7 +181,7 @@ fn resume_truncates_the_event_file_to_the_checkpoint() {
     let err = MetricsWriter::resume(&dir, COLUMNS, too_long).unwrap_err();
     assert!(err.to_string().contains("event file"), "{err}");
 
-    // Checkpoints from before event files (tfevents = 0) start a new one.
+    // A checkpoint that recorded no event file (tfevents = 0) starts a new one.
     let old = MetricsPositions {
         tfevents: 0,
         ..at_checkpoint

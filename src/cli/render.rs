@@ -160,11 +160,8 @@ pub(super) fn render_command(a: &RenderArgs) -> Result<(), String> {
     let (summary, what) = match result {
         Ok(x) => x,
         Err(message) => {
-            // Do not leave a truncated video behind.
+            // The sink removes its temporary output; an existing video is untouched.
             drop(sink);
-            if format != VideoFormat::Png {
-                let _ = std::fs::remove_file(&a.out);
-            }
             return Err(message);
         }
     };

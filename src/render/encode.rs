@@ -14,6 +14,11 @@
 //!   the average rate is exact, but players clamp delays under 2/100 s, so keep
 //!   `render_fps / stride` at or below 50 for real-time playback.
 //! * [`PngDirSink`]: a folder of `frame_000000.png`, `frame_000001.png`, ...
+//!
+//! Outputs appear only when complete: a sink writes to a temporary file (or folder)
+//! beside its target and renames it into place in [`VideoSink::finish`]; a sink dropped
+//! unfinished (an error, an interrupt) removes its temporary output, so a failed render
+//! never destroys or truncates an existing video of the same name.
 
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -103,6 +108,60 @@ fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> RenderError + '_ {
     }
 }
 
+/// A temporary path beside `target` (`.<name>.tmp-<pid>`), renamed onto `target` by
+/// [`TempTarget::commit`] and removed when dropped uncommitted.
+#[derive(Debug)]
+struct TempTarget {
+    tmp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl TempTarget {
+    fn new(target: &Path) -> Result<Self, RenderError> {
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+            .ok_or_else(|| {
+                RenderError::Invalid(format!("--out {} names no file", target.display()))
+            })?;
+        let tmp = target.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        Ok(Self {
+            tmp,
+            target: target.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// Moves the finished output into place.
+    fn commit(&mut self) -> Result<(), RenderError> {
+        fs::rename(&self.tmp, &self.target).map_err(out_err(&self.target))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempTarget {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = if self.tmp.is_dir() {
+                fs::remove_dir_all(&self.tmp)
+            } else {
+                fs::remove_file(&self.tmp)
+            };
+        }
+    }
+}
+
+/// Flushes a sink's file and fsyncs it, so that the rename publishes complete bytes.
+fn flush_and_sync(mut w: BufWriter<File>, path: &Path) -> Result<(), RenderError> {
+    use std::io::Write;
+    w.flush().map_err(out_err(path))?;
+    let file = w.into_inner().map_err(|e| out_err(path)(e.into_error()))?;
+    file.sync_all().map_err(out_err(path))
+}
+
 fn check_size(frame: &Frame, width: u32, height: u32) -> Result<(), RenderError> {
     if frame.width() != width || frame.height() != height {
         return Err(RenderError::Invalid(format!(
@@ -139,6 +198,7 @@ pub fn open_sink(
 /// H.264 MP4 writer (see the module docs).
 pub struct Mp4Sink {
     path: PathBuf,
+    out: TempTarget,
     width: u32,
     height: u32,
     rate: Fps,
@@ -185,7 +245,8 @@ impl Mp4Sink {
                 "OpenH264 encodes at most 3840x2160 (or 2160x3840), got {width}x{height}"
             )));
         }
-        let file = File::create(path).map_err(out_err(path))?;
+        let out = TempTarget::new(path)?;
+        let file = File::create(&out.tmp).map_err(out_err(path))?;
         let config = mp4::Mp4Config {
             major_brand: "isom".parse().expect("valid FourCC"),
             minor_version: 512,
@@ -213,6 +274,7 @@ impl Mp4Sink {
             .map_err(|e| RenderError::Encode(format!("cannot start OpenH264: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
+            out,
             width,
             height,
             rate,
@@ -323,8 +385,11 @@ impl VideoSink for Mp4Sink {
         let result = self.writer.write_end();
         result.map_err(self.mux_err())?;
         let path = self.path.clone();
-        let mut inner = self.writer.into_writer();
-        std::io::Write::flush(&mut inner).map_err(out_err(&path))?;
+        let Mp4Sink {
+            writer, mut out, ..
+        } = *self;
+        flush_and_sync(writer.into_writer(), &path)?;
+        out.commit()?;
         Ok(path)
     }
 }
@@ -332,6 +397,7 @@ impl VideoSink for Mp4Sink {
 /// Animated GIF writer (see the module docs).
 pub struct GifSink {
     path: PathBuf,
+    out: TempTarget,
     width: u32,
     height: u32,
     rate: Fps,
@@ -359,13 +425,15 @@ impl GifSink {
                 ));
             }
         };
-        let file = File::create(path).map_err(out_err(path))?;
+        let out = TempTarget::new(path)?;
+        let file = File::create(&out.tmp).map_err(out_err(path))?;
         let gif_err =
             |e: gif::EncodingError| RenderError::Encode(format!("{}: {e}", path.display()));
         let mut encoder = gif::Encoder::new(BufWriter::new(file), w, h, &[]).map_err(gif_err)?;
         encoder.set_repeat(gif::Repeat::Infinite).map_err(gif_err)?;
         Ok(Self {
             path: path.to_path_buf(),
+            out,
             width,
             height,
             rate,
@@ -400,33 +468,47 @@ impl VideoSink for GifSink {
 
     fn finish(self: Box<Self>) -> Result<PathBuf, RenderError> {
         let path = self.path.clone();
-        let mut inner = self
-            .encoder
+        let GifSink {
+            encoder, mut out, ..
+        } = *self;
+        let inner = encoder
             .into_inner()
             .map_err(|e| RenderError::Encode(format!("{}: {e}", path.display())))?;
-        std::io::Write::flush(&mut inner).map_err(out_err(&path))?;
+        flush_and_sync(inner, &path)?;
+        out.commit()?;
         Ok(path)
     }
 }
 
-/// A folder of PNG frames.
+/// A folder of PNG frames, written into a temporary folder beside it and moved in when
+/// finished (frames of the same name are replaced, other files are left alone).
 #[derive(Debug)]
 pub struct PngDirSink {
     dir: PathBuf,
+    out: TempTarget,
     width: u32,
     height: u32,
     frames: u64,
 }
 
 impl PngDirSink {
-    /// Creates the folder `dir` (and its parents) and checks that it can be written.
+    /// Checks that the folder `dir` (created with its parents if missing) can be written and
+    /// creates the temporary folder beside it.
     pub fn create(dir: &Path, width: u32, height: u32) -> Result<Self, RenderError> {
-        fs::create_dir_all(dir).map_err(out_err(dir))?;
-        let probe = dir.join(".stackrl-write-test");
-        fs::write(&probe, b"").map_err(out_err(dir))?;
-        fs::remove_file(&probe).map_err(out_err(dir))?;
+        if dir.exists() && !dir.is_dir() {
+            return Err(RenderError::Invalid(format!(
+                "--out {} exists and is not a folder (PNG frames go into a folder)",
+                dir.display()
+            )));
+        }
+        let out = TempTarget::new(dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(out_err(parent))?;
+        }
+        fs::create_dir(&out.tmp).map_err(out_err(dir))?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            out,
             width,
             height,
             frames: 0,
@@ -456,7 +538,7 @@ pub fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(),
 impl VideoSink for PngDirSink {
     fn push(&mut self, frame: &Frame) -> Result<(), RenderError> {
         check_size(frame, self.width, self.height)?;
-        let path = Self::frame_path(&self.dir, self.frames);
+        let path = Self::frame_path(&self.out.tmp, self.frames);
         write_png(&path, self.width, self.height, frame.rgb())?;
         self.frames += 1;
         Ok(())
@@ -466,7 +548,16 @@ impl VideoSink for PngDirSink {
         self.frames
     }
 
-    fn finish(self: Box<Self>) -> Result<PathBuf, RenderError> {
+    fn finish(mut self: Box<Self>) -> Result<PathBuf, RenderError> {
+        if !self.dir.exists() {
+            self.out.commit()?;
+            return Ok(self.dir);
+        }
+        for i in 0..self.frames {
+            let to = Self::frame_path(&self.dir, i);
+            fs::rename(Self::frame_path(&self.out.tmp, i), &to).map_err(out_err(&to))?;
+        }
+        // The emptied temporary folder is removed when `out` drops.
         Ok(self.dir)
     }
 }

@@ -176,8 +176,16 @@ pub fn load_run_policy(
     }
 }
 
-/// The checkpoint directory `given` names, or the run's latest.
+/// The checkpoint directory `given` names, or the run's latest, verified against its
+/// manifest of checksums.
 fn checkpoint_dir(run_dir: &Path, given: Option<&Path>) -> Result<PathBuf, RenderError> {
+    let dir = find_checkpoint_dir(run_dir, given)?;
+    crate::train::checkpoint::verify(&dir).map_err(policy_err)?;
+    Ok(dir)
+}
+
+/// The checkpoint directory `given` names, or the run's latest.
+fn find_checkpoint_dir(run_dir: &Path, given: Option<&Path>) -> Result<PathBuf, RenderError> {
     match given {
         Some(p) if p.is_dir() => Ok(p.to_path_buf()),
         Some(p) if p.is_file() => {

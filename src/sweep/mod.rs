@@ -95,24 +95,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// [`crate::files::write_atomic`], with the sweep's error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    let result = (|| {
-        use std::io::Write;
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
+    crate::files::write_atomic(path, bytes).map_err(io_err(path))
 }
 
 /// How a cell's attempt ended.
@@ -300,32 +285,23 @@ impl Manifest {
 
 /// An advisory lock on the output folder, held while the sweep runs.
 pub struct FolderLock {
-    _file: fs::File,
+    _lock: crate::files::FileLock,
 }
 
 impl FolderLock {
     /// Takes the lock on `dir/.sweep/lock`, or says that another sweep holds it.
     pub fn take(dir: &Path) -> Result<Self, SweepError> {
-        use std::os::fd::AsRawFd;
         let state = dir.join(STATE_DIR);
         fs::create_dir_all(&state).map_err(io_err(&state))?;
         let path = state.join("lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        // SAFETY: flock on a file descriptor we own; released when the file closes.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r != 0 {
-            return Err(SweepError::Folder(format!(
+        match crate::files::FileLock::try_take(&path).map_err(io_err(&path))? {
+            Some(lock) => Ok(Self { _lock: lock }),
+            None => Err(SweepError::Folder(format!(
                 "{} is in use by another sweep (lock {}); wait for it or stop it",
                 dir.display(),
                 path.display()
-            )));
+            ))),
         }
-        Ok(Self { _file: file })
     }
 }
 

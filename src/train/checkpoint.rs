@@ -8,13 +8,19 @@
 //! before the first one); half-written temporary directories are removed the next time a
 //! [`Checkpointer`] is opened. Older checkpoints beyond `keep` are deleted after `latest`
 //! has moved on.
+//!
+//! Every checkpoint carries a [`MANIFEST_FILE`] (written last, before the rename) with the
+//! size and SHA-256 of each of its other files; [`verify`] checks it, and both resume and
+//! render refuse a checkpoint whose files were damaged, edited, removed or added since.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::TrainError;
 
@@ -23,6 +29,157 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 /// The pointer file naming the newest complete checkpoint.
 pub const LATEST: &str = "latest";
 const TMP_SUFFIX: &str = ".tmp";
+/// A checkpoint's manifest: size and SHA-256 of every other file in the checkpoint.
+pub const MANIFEST_FILE: &str = "manifest.json";
+const MANIFEST_FORMAT: &str = "stackrl-checkpoint-manifest-v1";
+
+/// The contents of [`MANIFEST_FILE`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: String,
+    files: BTreeMap<String, FileSum>,
+}
+
+/// Size and SHA-256 (lower-case hex) of one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct FileSum {
+    bytes: u64,
+    sha256: String,
+}
+
+/// SHA-256 of a hasher's input so far, as lower-case hex (the hasher is not consumed).
+pub fn sha256_hex(hasher: &Sha256) -> String {
+    format!("{:x}", hasher.clone().finalize())
+}
+
+/// Size and SHA-256 of a file, read in chunks.
+fn sum_file(path: &Path) -> Result<FileSum, TrainError> {
+    let mut f = File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(FileSum {
+        bytes,
+        sha256: sha256_hex(&hasher),
+    })
+}
+
+/// The names of the plain files in a checkpoint directory (sorted), without the manifest.
+fn checkpoint_files(dir: &Path) -> Result<Vec<String>, TrainError> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != MANIFEST_FILE {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Writes the manifest of the files in `dir` (called by [`Checkpointer::save`] once the
+/// trainer has written them).
+fn write_manifest(dir: &Path) -> Result<(), TrainError> {
+    let mut files = BTreeMap::new();
+    for name in checkpoint_files(dir)? {
+        files.insert(name.clone(), sum_file(&dir.join(&name))?);
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        files,
+    };
+    let text = serde_json::to_string_pretty(&manifest).map_err(|source| TrainError::Json {
+        what: "cannot serialise the checkpoint manifest".into(),
+        source,
+    })?;
+    let path = dir.join(MANIFEST_FILE);
+    fs::write(&path, text).map_err(io(&path))
+}
+
+/// Whether the checkpoint in `dir` predates checksums: its `meta.json` records metrics
+/// positions without their SHA-256 (every checkpoint written since records both, so a
+/// missing manifest beside such a `meta.json` is damage, not age).
+fn is_legacy(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("metrics").cloned())
+        .is_some_and(|m| m.get("csv").is_some() && m.get("csv_sha256").is_none())
+}
+
+/// Checks the checkpoint in `dir` against its manifest: every file it lists is there with
+/// the recorded size and SHA-256, and there is no other file. Errors
+/// ([`TrainError::Checkpoint`]) name the first file that differs. A checkpoint written
+/// before checksums existed (no manifest, no metrics checksums) is accepted with a note.
+pub fn verify(dir: &Path) -> Result<(), TrainError> {
+    let bad = |m: String| Err(TrainError::Checkpoint(format!("{}: {m}", dir.display())));
+    let path = dir.join(MANIFEST_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_legacy(dir) => {
+            eprintln!(
+                "note: {} was written by a stackrl without checkpoint checksums; its files \
+                 cannot be verified",
+                dir.display()
+            );
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return bad(format!(
+                "no {MANIFEST_FILE} (the checksums of its files): the checkpoint is damaged                  or was written by a stackrl before 0.1's checksums, and its state cannot be                  trusted"
+            ));
+        }
+        Err(e) => return bad(format!("cannot read {MANIFEST_FILE}: {e}")),
+    };
+    let manifest: Manifest = match serde_json::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => return bad(format!("{MANIFEST_FILE} is corrupt: {e}")),
+    };
+    if manifest.format != MANIFEST_FORMAT {
+        return bad(format!(
+            "{MANIFEST_FILE} has format {:?}, expected {MANIFEST_FORMAT:?}",
+            manifest.format
+        ));
+    }
+    let present = checkpoint_files(dir)?;
+    for name in &present {
+        if !manifest.files.contains_key(name) {
+            return bad(format!("{name} is not listed in its {MANIFEST_FILE}"));
+        }
+    }
+    for (name, recorded) in &manifest.files {
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return bad(format!("{MANIFEST_FILE} lists an invalid name {name:?}"));
+        }
+        if !present.contains(name) {
+            return bad(format!("{name} is missing"));
+        }
+        let actual = sum_file(&dir.join(name))?;
+        if actual.bytes != recorded.bytes {
+            return bad(format!(
+                "{name} has {} bytes, but the checkpoint recorded {}: it was damaged or \
+                 replaced",
+                actual.bytes, recorded.bytes
+            ));
+        }
+        if actual.sha256 != recorded.sha256 {
+            return bad(format!(
+                "{name} does not match its SHA-256 in {MANIFEST_FILE}: it was damaged or \
+                 edited"
+            ));
+        }
+    }
+    Ok(())
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io {
@@ -36,24 +193,6 @@ pub fn sync_path(path: &Path) -> Result<(), TrainError> {
     File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(io(path))
-}
-
-/// Writes `bytes` to `path` through a temporary file that is fsynced and renamed into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension(format!(
-        "{}{TMP_SUFFIX}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(parent) = path.parent() {
-        sync_path(parent)?;
-    }
-    Ok(())
 }
 
 /// Saves named tensors as a safetensors file (the caller's directory is synced by
@@ -93,7 +232,9 @@ impl Checkpointer {
         for entry in fs::read_dir(&dir).map_err(io(&dir))? {
             let path = entry.map_err(io(&dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(TMP_SUFFIX) {
+            // A checkpoint being written (`step_*.tmp`) or a pointer being replaced
+            // (`.latest.tmp-<pid>`, see `files::write_atomic`) by a killed process.
+            if name.ends_with(TMP_SUFFIX) || (name.starts_with('.') && name.contains(".tmp-")) {
                 if path.is_dir() {
                     fs::remove_dir_all(&path).map_err(io(&path))?;
                 } else {
@@ -131,6 +272,7 @@ impl Checkpointer {
         }
         fs::create_dir(&tmp).map_err(io(&tmp))?;
         write(&tmp)?;
+        write_manifest(&tmp)?;
         for entry in fs::read_dir(&tmp).map_err(io(&tmp))? {
             sync_path(&entry.map_err(io(&tmp))?.path())?;
         }
@@ -142,7 +284,8 @@ impl Checkpointer {
         }
         fs::rename(&tmp, &fin).map_err(io(&fin))?;
         sync_path(&self.dir)?;
-        write_atomic(&self.dir.join(LATEST), format!("{name}\n").as_bytes())?;
+        let latest = self.dir.join(LATEST);
+        crate::files::write_atomic(&latest, format!("{name}\n").as_bytes()).map_err(io(&latest))?;
         self.prune(&name)?;
         Ok(fin)
     }

@@ -10,16 +10,21 @@
 //! scalars tagged `<event>/<column>` (e.g. `eval/eval_return`) at that step, to
 //! [`super::tensorboard::EVENTS_FILE`] in the same directory.
 //!
-//! Files are flushed after every row. A checkpoint records the files' lengths
-//! ([`MetricsWriter::positions`]); resuming truncates the files back to them
+//! Files are flushed after every row. A checkpoint records the files' lengths and the
+//! SHA-256 of each file up to that length ([`MetricsWriter::positions`]); resuming checks
+//! all three files against them first and only then truncates them back
 //! ([`MetricsWriter::resume`]), dropping rows written after the checkpoint by the killed
-//! process, which the resumed run writes again.
+//! process, which the resumed run writes again. A file damaged or edited before the
+//! recorded length is refused, and nothing is changed.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use super::TrainError;
+use super::checkpoint::sha256_hex;
 use super::tensorboard::EventWriter;
 
 /// File name of the CSV metrics.
@@ -121,11 +126,14 @@ pub struct MetricsWriter {
     jsonl_path: PathBuf,
     csv_len: u64,
     jsonl_len: u64,
+    csv_sha: Sha256,
+    jsonl_sha: Sha256,
     events: EventWriter,
 }
 
-/// Byte lengths of the metrics files (recorded in checkpoints).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Byte lengths of the metrics files and the SHA-256 of each up to that length (recorded
+/// in checkpoints).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsPositions {
     /// Length of `metrics.csv`.
     pub csv: u64,
@@ -134,6 +142,58 @@ pub struct MetricsPositions {
     /// Length of the TensorBoard event file (0 in checkpoints written before there was one).
     #[serde(default)]
     pub tfevents: u64,
+    /// SHA-256 of the first `csv` bytes of `metrics.csv` (`None` in checkpoints written
+    /// before checksums: those prefixes are not verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_sha256: Option<String>,
+    /// SHA-256 of the first `jsonl` bytes of `metrics.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonl_sha256: Option<String>,
+    /// SHA-256 of the first `tfevents` bytes of the event file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tfevents_sha256: Option<String>,
+}
+
+/// Reads `path` and checks that its first `len` bytes are the ones a checkpoint vouched
+/// for (by their SHA-256; only the length where it recorded none); returns a hasher fed
+/// with them.
+pub(super) fn check_prefix(
+    path: &Path,
+    len: u64,
+    sha256: Option<&str>,
+    what: &str,
+) -> Result<Sha256, TrainError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    if (bytes.len() as u64) < len {
+        return Err(TrainError::Checkpoint(format!(
+            "{} has {} bytes but the checkpoint recorded {len}: the {what} was truncated or \
+             replaced",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(&bytes[..len as usize]);
+    if sha256.is_some_and(|recorded| sha256_hex(&hasher) != recorded) {
+        return Err(TrainError::Checkpoint(format!(
+            "the first {len} bytes of {} differ from those the checkpoint recorded (SHA-256): \
+             the {what} was damaged or edited; refusing to resume over it",
+            path.display()
+        )));
+    }
+    Ok(hasher)
+}
+
+/// Opens `path` for appending after truncating it to `len` bytes.
+pub(super) fn truncate_for_append(path: &Path, len: u64) -> Result<File, TrainError> {
+    use std::io::Seek;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.set_len(len).map_err(io_err(path))?;
+    f.seek(std::io::SeekFrom::End(0)).map_err(io_err(path))?;
+    Ok(f)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -159,6 +219,8 @@ impl MetricsWriter {
             jsonl_path,
             csv_len: 0,
             jsonl_len: 0,
+            csv_sha: Sha256::new(),
+            jsonl_sha: Sha256::new(),
             events: EventWriter::create(dir)?,
         };
         let header = format!("{}\n", columns.join(","));
@@ -167,11 +229,13 @@ impl MetricsWriter {
             .map_err(io_err(&w.csv_path))?;
         w.csv.flush().map_err(io_err(&w.csv_path))?;
         w.csv_len = header.len() as u64;
+        w.csv_sha.update(header.as_bytes());
         Ok(w)
     }
 
     /// Reopens the files of an interrupted run, truncated to `positions` (as recorded by the
-    /// checkpoint being resumed), and checks that the CSV header matches `columns`.
+    /// checkpoint being resumed). All three files are checked first (CSV header, lengths,
+    /// SHA-256 of the recorded prefixes); nothing is truncated unless every check passes.
     pub fn resume(
         dir: &Path,
         columns: &[&'static str],
@@ -181,34 +245,33 @@ impl MetricsWriter {
         let csv_path = dir.join(CSV_FILE);
         let jsonl_path = dir.join(JSONL_FILE);
         let header = format!("{}\n", columns.join(","));
-        let existing = std::fs::read(&csv_path).map_err(io_err(&csv_path))?;
-        if !existing.starts_with(header.as_bytes()) {
+        let csv_sha = check_prefix(
+            &csv_path,
+            positions.csv,
+            positions.csv_sha256.as_deref(),
+            "metrics",
+        )?;
+        let jsonl_sha = check_prefix(
+            &jsonl_path,
+            positions.jsonl,
+            positions.jsonl_sha256.as_deref(),
+            "metrics",
+        )?;
+        let head = std::fs::read(&csv_path).map_err(io_err(&csv_path))?;
+        if !head.starts_with(header.as_bytes()) {
             return Err(TrainError::Checkpoint(format!(
                 "{} does not start with the expected header (different trainer or corrupt)",
                 csv_path.display()
             )));
         }
-        let open = |path: &Path, len: u64| -> Result<File, TrainError> {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(io_err(path))?;
-            let actual = f.metadata().map_err(io_err(path))?.len();
-            if actual < len {
-                return Err(TrainError::Checkpoint(format!(
-                    "{} has {actual} bytes but the checkpoint recorded {len}: the metrics were \
-                     truncated or replaced",
-                    path.display()
-                )));
-            }
-            f.set_len(len).map_err(io_err(path))?;
-            let mut f = f;
-            use std::io::Seek;
-            f.seek(std::io::SeekFrom::End(0)).map_err(io_err(path))?;
-            Ok(f)
-        };
-        let csv = open(&csv_path, positions.csv)?;
-        let jsonl = open(&jsonl_path, positions.jsonl)?;
+        let events = EventWriter::check_resume(
+            dir,
+            positions.tfevents,
+            positions.tfevents_sha256.as_deref(),
+        )?;
+        // Every check passed: only now change the files.
+        let csv = truncate_for_append(&csv_path, positions.csv)?;
+        let jsonl = truncate_for_append(&jsonl_path, positions.jsonl)?;
         Ok(Self {
             columns: columns.to_vec(),
             csv: BufWriter::new(csv),
@@ -217,7 +280,9 @@ impl MetricsWriter {
             jsonl_path,
             csv_len: positions.csv,
             jsonl_len: positions.jsonl,
-            events: EventWriter::resume(dir, positions.tfevents)?,
+            csv_sha,
+            jsonl_sha,
+            events: events.open()?,
         })
     }
 
@@ -232,6 +297,9 @@ impl MetricsWriter {
             csv: self.csv_len,
             jsonl: self.jsonl_len,
             tfevents: self.events.len(),
+            csv_sha256: Some(sha256_hex(&self.csv_sha)),
+            jsonl_sha256: Some(sha256_hex(&self.jsonl_sha)),
+            tfevents_sha256: Some(self.events.sha256()),
         }
     }
 
@@ -270,6 +338,8 @@ impl MetricsWriter {
             .map_err(io_err(&self.jsonl_path))?;
         self.csv_len += csv_line.len() as u64;
         self.jsonl_len += json_line.len() as u64;
+        self.csv_sha.update(csv_line.as_bytes());
+        self.jsonl_sha.update(json_line.as_bytes());
         self.write_scalars(row)
     }
 

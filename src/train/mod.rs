@@ -96,6 +96,9 @@ pub enum TrainError {
     /// An error of the on-policy algorithms (AC, STAC): invalid options, bad saved state.
     #[error(transparent)]
     OnPolicy(#[from] crate::algos::OnPolicyError),
+    /// The run's sizes need more memory than the machine has available.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
     /// A replay-buffer error.
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),

@@ -451,6 +451,8 @@ struct Session {
     checkpointer: Checkpointer,
     counters: Counters,
     last_checkpoint: Option<PathBuf>,
+    /// The run directory's lock, held while this process trains it.
+    _lock: crate::files::FileLock,
 }
 
 /// A made environment with the facts the agent needs.
@@ -515,6 +517,7 @@ pub fn train(config: &TrainConfig, options: &RunOptions) -> Result<TrainSummary,
         obs_dim, low, high, ..
     } = make_env(config)?;
     check_second_order(config)?;
+    check_memory(config, obs_dim, low.len())?;
     let mut rng = Rng::seed_from_u64(config.seed);
     let agent = SacAgent::new(
         config.algo,
@@ -527,7 +530,7 @@ pub fn train(config: &TrainConfig, options: &RunOptions) -> Result<TrainSummary,
     )?;
     let replay = ReplayBuffer::new(replay_capacity(config), obs_dim, low.len())?;
     let name = run_name(&config.env, config.algo.name(), config.seed, unix_time());
-    let run_dir = create_run_dir(
+    let (run_dir, lock) = create_run_dir(
         options.run_dir.as_deref(),
         &options.runs_root,
         &name,
@@ -552,8 +555,62 @@ pub fn train(config: &TrainConfig, options: &RunOptions) -> Result<TrainSummary,
             elapsed_before: 0.0,
         },
         last_checkpoint: None,
+        _lock: lock,
     };
     session.run(options)
+}
+
+/// What the run's sizes need in memory, checked before anything is allocated (see
+/// [`crate::memory`]): the replay buffer (f32 rows `s, a, r, s', done`, once more while a
+/// checkpoint serialises it), one update's batch with the networks' activations, and the
+/// networks with their targets, gradients and Adam moments.
+fn check_memory(config: &TrainConfig, obs_dim: usize, act_dim: usize) -> Result<(), TrainError> {
+    let sac = &config.sac;
+    let row = 2 * obs_dim + act_dim + 2;
+    let capacity = replay_capacity(config);
+    let widest = sac
+        .hidden
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(obs_dim + act_dim);
+    let hidden_sum: usize = sac.hidden.iter().fold(0usize, |a, &h| a.saturating_add(h));
+    // Actor and two critics forward and backward, current and target, per batch row.
+    let activations_per_row = hidden_sum.saturating_mul(8).saturating_add(widest);
+    let actor = crate::memory::mlp_params(obs_dim, &sac.hidden, 2 * act_dim);
+    let critic = crate::memory::mlp_params(obs_dim + act_dim, &sac.hidden, 1);
+    // Weights, gradients and two Adam moments; the critics also keep Polyak targets, and
+    // Res-SAC a second pair of critics.
+    let critic_copies: u128 = if config.algo == Algo::ResSac { 20 } else { 10 };
+    let params = actor
+        .saturating_mul(4)
+        .saturating_add(critic.saturating_mul(critic_copies));
+    let mut needs = crate::memory::Needs::new();
+    needs
+        .add(
+            format!(
+                "the replay buffer (--buffer-size {}, {capacity} rows of {row} floats)",
+                config.buffer_size
+            ),
+            crate::memory::bytes(&[capacity, row, 2], 4),
+        )
+        .add(
+            format!("one update's batch (--batch-size {})", sac.batch_size),
+            crate::memory::bytes(
+                &[
+                    sac.batch_size,
+                    row.saturating_mul(3).saturating_add(activations_per_row),
+                ],
+                4,
+            ),
+        )
+        .add(
+            format!("the networks (--hidden {:?})", sac.hidden),
+            params.saturating_mul(4),
+        );
+    needs.check()?;
+    Ok(())
 }
 
 fn replay_capacity(config: &TrainConfig) -> usize {
@@ -582,6 +639,7 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<TrainSummary, Trai
         obs_dim, low, high, ..
     } = make_env(&config)?;
     check_second_order(&config)?;
+    check_memory(&config, obs_dim, low.len())?;
     let mut rng = Rng::seed_from_u64(config.seed);
     let mut agent = SacAgent::new(
         config.algo,
@@ -592,6 +650,7 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<TrainSummary, Trai
         DType::F32,
         &mut rng,
     )?;
+    let lock = run_dir::lock_run_dir(run_dir)?;
     let checkpointer = Checkpointer::open(run_dir, config.keep_checkpoints)?;
     let Some(ckpt) = Checkpointer::latest(run_dir)? else {
         // Killed before the first checkpoint: start over in the same directory.
@@ -614,9 +673,11 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<TrainSummary, Trai
             metrics,
             checkpointer,
             last_checkpoint: None,
+            _lock: lock,
         };
         return session.run(options);
     };
+    super::checkpoint::verify(&ckpt)?;
     let meta_path = ckpt.join(META_FILE);
     let meta_text = fs::read_to_string(&meta_path)
         .map_err(|e| TrainError::Checkpoint(format!("cannot read {}: {e}", meta_path.display())))?;
@@ -715,6 +776,7 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<TrainSummary, Trai
             elapsed_before: meta.elapsed_s,
         },
         last_checkpoint: Some(ckpt),
+        _lock: lock,
     };
     session.run(options)
 }

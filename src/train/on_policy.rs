@@ -438,6 +438,8 @@ struct Session {
     episodes: u64,
     elapsed_before: f64,
     last_checkpoint: Option<PathBuf>,
+    /// The run directory's lock, held while this process trains it.
+    _lock: crate::files::FileLock,
 }
 
 /// Makes the environment and the agent (initialised from a fresh `Rng::seed_from_u64(seed)`,
@@ -446,6 +448,49 @@ struct Session {
 /// (the fast engine's products are all first-order passes).
 pub fn needs_second_order(config: &OnPolicyTrainConfig) -> bool {
     config.algo == OnPolicyAlgo::Stac && config.curvature == CurvatureEngine::Autodiff
+}
+
+/// What the run's sizes need in memory, checked before anything is allocated (see
+/// [`crate::memory`]): one epoch's rollout (observations, actions and the per-step
+/// statistics, with the tensor copies the update makes) and the networks' activations over
+/// the epoch's batch, forward and backward (twice for STAC's second-order terms).
+fn check_memory(
+    config: &OnPolicyTrainConfig,
+    obs_dim: usize,
+    act_dim: usize,
+) -> Result<(), TrainError> {
+    let epoch = usize::try_from(config.epoch_steps).unwrap_or(usize::MAX);
+    let per_step = (obs_dim + act_dim).saturating_add(8).saturating_mul(3);
+    let hidden_sum: usize = config
+        .hidden
+        .iter()
+        .fold(0usize, |a, &h| a.saturating_add(h));
+    let passes = if config.algo == OnPolicyAlgo::Stac {
+        16
+    } else {
+        8
+    };
+    let mut needs = crate::memory::Needs::new();
+    needs
+        .add(
+            format!("one epoch's rollout (--epoch-steps {})", config.epoch_steps),
+            crate::memory::bytes(&[epoch, per_step], 8),
+        )
+        .add(
+            format!(
+                "the networks' activations over an epoch (--epoch-steps {}, --hidden {:?})",
+                config.epoch_steps, config.hidden
+            ),
+            crate::memory::bytes(&[epoch, hidden_sum, passes], 8),
+        )
+        .add(
+            format!("the networks (--hidden {:?})", config.hidden),
+            crate::memory::mlp_params(obs_dim, &config.hidden, act_dim.max(1) * 2)
+                .saturating_add(crate::memory::mlp_params(obs_dim, &config.hidden, 1))
+                .saturating_mul(8 * 6),
+        );
+    needs.check()?;
+    Ok(())
 }
 
 pub(crate) fn build(config: &OnPolicyTrainConfig) -> Result<(OnPolicyAgent, Rng), TrainError> {
@@ -458,6 +503,11 @@ pub(crate) fn build(config: &OnPolicyTrainConfig) -> Result<(OnPolicyAgent, Rng)
             ))
         })?;
     }
+    check_memory(
+        config,
+        env.observation_space().dim(),
+        env.action_space().dim(),
+    )?;
     let mut rng = Rng::seed_from_u64(config.seed);
     let agent = OnPolicyAgent::new(
         config.agent_config(),
@@ -485,7 +535,7 @@ pub fn train(
         config.seed,
         unix_time(),
     );
-    let run_dir = create_run_dir(
+    let (run_dir, lock) = create_run_dir(
         options.run_dir.as_deref(),
         &options.runs_root,
         &name,
@@ -505,6 +555,7 @@ pub fn train(
         episodes: 0,
         elapsed_before: 0.0,
         last_checkpoint: None,
+        _lock: lock,
     }
     .run(options)
 }
@@ -517,6 +568,7 @@ pub fn train(
 pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<TrainSummary, TrainError> {
     let config = OnPolicyTrainConfig::read(run_dir)?;
     let (mut agent, rng) = build(&config)?;
+    let lock = run_dir::lock_run_dir(run_dir)?;
     let checkpointer = Checkpointer::open(run_dir, config.keep_checkpoints)?;
     let Some(ckpt) = Checkpointer::latest(run_dir)? else {
         // Stopped before the first checkpoint: start over in the same directory.
@@ -533,9 +585,11 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<TrainSummary, Trai
             episodes: 0,
             elapsed_before: 0.0,
             last_checkpoint: None,
+            _lock: lock,
         }
         .run(options);
     };
+    super::checkpoint::verify(&ckpt)?;
     let meta_path = ckpt.join(META_FILE);
     let meta_text = fs::read_to_string(&meta_path)
         .map_err(|e| TrainError::Checkpoint(format!("cannot read {}: {e}", meta_path.display())))?;
@@ -627,6 +681,7 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<TrainSummary, Trai
         episodes: meta.episodes,
         elapsed_before: meta.elapsed_s,
         last_checkpoint: Some(ckpt),
+        _lock: lock,
     }
     .run(options)
 }

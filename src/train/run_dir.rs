@@ -5,9 +5,30 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::TrainError;
+use crate::files::FileLock;
 
 /// The file holding a run's resolved configuration.
 pub const CONFIG_FILE: &str = "config.json";
+/// The advisory lock file of a run directory, held by the process training it.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the lock of the run in `dir`, so that two processes never train (or resume) the
+/// same run at once; held until the returned value is dropped.
+pub fn lock_run_dir(dir: &Path) -> Result<FileLock, TrainError> {
+    let path = dir.join(LOCK_FILE);
+    match FileLock::try_take(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(run_dir_err(
+            dir,
+            std::io::Error::other(format!(
+                "the run is in use by another stackrl process (lock {}); wait for it to \
+                 finish or stop it",
+                path.display()
+            )),
+        )),
+        Err(e) => Err(run_dir_err(&path, e)),
+    }
+}
 
 /// CleanRL's run name `<env>__<algo>__<seed>__<unix time>`.
 pub fn run_name(env: &str, algo: &str, seed: u64, unix_time: u64) -> String {
@@ -29,7 +50,8 @@ fn run_dir_err(path: &Path, e: std::io::Error) -> TrainError {
     }
 }
 
-/// Creates the directory of a new run and writes `config.json` into it.
+/// Creates the directory of a new run, takes its lock ([`lock_run_dir`]) and writes
+/// `config.json` into it.
 ///
 /// With `explicit`, that directory is used (created if missing); it must not already hold a
 /// run. Otherwise `<root>/<name>` is used, with `_1`, `_2`, ... appended if two runs start
@@ -40,24 +62,32 @@ pub fn create_run_dir(
     root: &Path,
     name: &str,
     config_json: &str,
-) -> Result<PathBuf, TrainError> {
-    let dir = match explicit {
+) -> Result<(PathBuf, FileLock), TrainError> {
+    let (dir, lock) = match explicit {
         Some(d) => {
-            if d.join(CONFIG_FILE).exists() {
-                return Err(TrainError::Config(format!(
+            let holds_run = || {
+                Err(TrainError::Config(format!(
                     "{} already holds a run (it has a {CONFIG_FILE}); continue it with \
                      --resume {} or choose another --run-dir",
                     d.display(),
                     d.display()
-                )));
+                )))
+            };
+            if d.join(CONFIG_FILE).exists() {
+                return holds_run();
             }
             fs::create_dir_all(d).map_err(|e| run_dir_err(d, e))?;
-            d.to_path_buf()
+            let lock = lock_run_dir(d)?;
+            // Checked again under the lock: another process may have started a run here.
+            if d.join(CONFIG_FILE).exists() {
+                return holds_run();
+            }
+            (d.to_path_buf(), lock)
         }
         None => {
             fs::create_dir_all(root).map_err(|e| run_dir_err(root, e))?;
             let mut k = 0;
-            loop {
+            let dir = loop {
                 let candidate = if k == 0 {
                     root.join(name)
                 } else {
@@ -68,15 +98,14 @@ pub fn create_run_dir(
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => k += 1,
                     Err(e) => return Err(run_dir_err(&candidate, e)),
                 }
-            }
+            };
+            let lock = lock_run_dir(&dir)?;
+            (dir, lock)
         }
     };
     let path = dir.join(CONFIG_FILE);
-    super::checkpoint::write_atomic(&path, config_json.as_bytes()).map_err(|e| match e {
-        TrainError::Io { source, .. } => run_dir_err(&dir, source),
-        other => other,
-    })?;
-    Ok(dir)
+    crate::files::write_atomic(&path, config_json.as_bytes()).map_err(|e| run_dir_err(&dir, e))?;
+    Ok((dir, lock))
 }
 
 /// A run configuration as `config.json` text.

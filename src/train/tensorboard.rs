@@ -15,12 +15,16 @@
 //! Like the CSV and JSON-lines metrics, the file is flushed after every event and can be
 //! truncated back to a recorded length when a run is resumed.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha2::{Digest, Sha256};
+
 use super::TrainError;
+use super::checkpoint::sha256_hex;
+use super::metrics::{check_prefix, truncate_for_append};
 
 /// File name of a run's event file. TensorBoard only needs the `events.out.tfevents`
 /// prefix; a fixed name lets a resumed run find and truncate it.
@@ -109,6 +113,34 @@ pub struct EventWriter {
     file: BufWriter<File>,
     path: PathBuf,
     len: u64,
+    sha: Sha256,
+}
+
+/// How [`EventWriter::check_resume`] found a run's event file; [`EventResume::open`]
+/// then changes it.
+#[derive(Debug)]
+pub struct EventResume {
+    dir: PathBuf,
+    len: u64,
+    /// `None`: start a new file.
+    prefix: Option<Sha256>,
+}
+
+impl EventResume {
+    /// Opens the event file as checked: truncated to the recorded length, or new.
+    pub fn open(self) -> Result<EventWriter, TrainError> {
+        let Some(sha) = self.prefix else {
+            return EventWriter::create(&self.dir);
+        };
+        let path = self.dir.join(EVENTS_FILE);
+        let file = truncate_for_append(&path, self.len)?;
+        Ok(EventWriter {
+            file: BufWriter::new(file),
+            path,
+            len: self.len,
+            sha,
+        })
+    }
 }
 
 impl EventWriter {
@@ -120,38 +152,43 @@ impl EventWriter {
             file: BufWriter::new(file),
             path,
             len: 0,
+            sha: Sha256::new(),
         };
         w.append(&version_event(now()))?;
         Ok(w)
     }
 
-    /// Reopens the event file in `dir` truncated to `len` bytes (the length a checkpoint
-    /// recorded). A run without one (`len == 0`, or the file is gone: TensorBoard files
-    /// are a convenience, not part of the checkpoint) starts a new file.
-    pub fn resume(dir: &Path, len: u64) -> Result<Self, TrainError> {
+    /// Checks the event file in `dir` against the length and SHA-256 a checkpoint recorded,
+    /// changing nothing; [`EventResume::open`] then truncates it. A run without one
+    /// (`len == 0`, or the file is gone: TensorBoard files are a convenience, not part of
+    /// the checkpoint) starts a new file, with a note when one was expected.
+    pub fn check_resume(
+        dir: &Path,
+        len: u64,
+        sha256: Option<&str>,
+    ) -> Result<EventResume, TrainError> {
         let path = dir.join(EVENTS_FILE);
-        if len == 0 || !path.exists() {
-            return Self::create(dir);
-        }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        let actual = file.metadata().map_err(io_err(&path))?.len();
-        if actual < len {
-            return Err(TrainError::Checkpoint(format!(
-                "{} has {actual} bytes but the checkpoint recorded {len}: the event file was \
-                 truncated or replaced",
+        let prefix = if len == 0 {
+            None
+        } else if !path.exists() {
+            eprintln!(
+                "note: {} is missing; TensorBoard events restart from this checkpoint",
                 path.display()
-            )));
-        }
-        file.set_len(len).map_err(io_err(&path))?;
-        file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
-        Ok(Self {
-            file: BufWriter::new(file),
-            path,
+            );
+            None
+        } else {
+            Some(check_prefix(&path, len, sha256, "event file")?)
+        };
+        Ok(EventResume {
+            dir: dir.to_path_buf(),
             len,
+            prefix,
         })
+    }
+
+    /// SHA-256 of everything written so far.
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.sha)
     }
 
     /// Bytes written so far (all flushed).
@@ -181,6 +218,7 @@ impl EventWriter {
             .and_then(|_| self.file.flush())
             .map_err(io_err(&self.path))?;
         self.len += rec.len() as u64;
+        self.sha.update(&rec);
         Ok(())
     }
 }

@@ -98,3 +98,23 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     walk(dir, &mut out);
     out
 }
+
+/// Copies a folder recursively (a run directory, to damage the copy).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+/// The checkpoint a run's `checkpoints/latest` names.
+pub fn latest_checkpoint(dir: &Path) -> PathBuf {
+    let name = std::fs::read_to_string(dir.join("checkpoints/latest")).unwrap();
+    dir.join("checkpoints").join(name.trim())
+}
