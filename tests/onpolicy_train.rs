@@ -6,11 +6,10 @@
 #![cfg(feature = "trainer")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 mod common;
-use common::{BIN, copy_dir, fails, latest_checkpoint as latest, stackrl, text};
+use common::{copy_dir, fails, latest_checkpoint as latest, stackrl, text};
 
 use serde_json::{Map, Value, json};
 use stackrl::train::on_policy::{self, COLUMNS, OnPolicyTrainConfig, TIMING_COLUMNS};
@@ -500,49 +499,9 @@ fn nan_loss_exits_nonzero_and_keeps_the_last_good_checkpoint() {
 #[test]
 fn kill_9_then_resume_gives_the_uninterrupted_metrics() {
     let base = tmp("kill");
-    let (full, killed) = (base.join("full"), base.join("killed"));
-    let extra = ["--algo", "stac", "--steps", "20000", "--critic-steps", "20"];
-    let o = run_small(&full, &extra);
-    assert!(o.status.success(), "{}", text(&o));
-
-    let mut args = vec!["train", "--run-dir", killed.to_str().unwrap()];
-    args.extend_from_slice(SMALL);
-    args.extend_from_slice(&extra);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // SIGKILL once the second checkpoint exists, mid-run.
-    let t0 = Instant::now();
-    let pointer = killed.join("checkpoints/latest");
-    loop {
-        let done = child.try_wait().unwrap().is_some();
-        let ok = std::fs::read_to_string(&pointer)
-            .map(|s| s.trim() >= "step_000000002000")
-            .unwrap_or(false);
-        if ok || done || t0.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let killed_midway = child.try_wait().unwrap().is_none();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    eprintln!(
-        "killed midway: {killed_midway}, latest {:?}",
-        latest(&killed)
-    );
-    let o = stackrl(&[
-        "train",
-        "--resume",
-        killed.to_str().unwrap(),
-        "--progress",
-        "none",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(rows(&killed), rows(&full));
+    let mut args = SMALL.to_vec();
+    args.extend(["--algo", "stac", "--steps", "20000", "--critic-steps", "20"]);
+    common::assert_kill_9_resume_matches(&base, &args, "step_000000002000", rows);
     std::fs::remove_dir_all(&base).unwrap();
 }
 

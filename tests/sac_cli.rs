@@ -4,11 +4,10 @@
 #![cfg(feature = "trainer")]
 
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 mod common;
-use common::{BIN, copy_dir, fails, latest_checkpoint as latest, metric_rows, stackrl, text, tmp};
+use common::{copy_dir, fails, latest_checkpoint as latest, metric_rows, stackrl, text, tmp};
 
 use serde_json::Value;
 
@@ -323,49 +322,8 @@ fn nan_loss_exits_nonzero_and_keeps_the_checkpoint() {
 #[test]
 fn kill_9_then_resume_gives_the_uninterrupted_metrics() {
     let base = tmp("kill");
-    let (full, killed) = (base.join("full"), base.join("killed"));
-    let steps = ["--steps", "3000"];
-    let o = run_small(&full, &steps);
-    assert!(o.status.success(), "{}", text(&o));
-
-    let mut args = vec!["train", "--run-dir", killed.to_str().unwrap()];
-    args.extend_from_slice(SMALL);
-    args.extend_from_slice(&steps);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill (SIGKILL) once the second checkpoint exists, mid-run.
-    let t0 = Instant::now();
-    let pointer = killed.join("checkpoints/latest");
-    loop {
-        let done = child.try_wait().unwrap().is_some();
-        let ok = std::fs::read_to_string(&pointer)
-            .map(|s| s.trim() >= "step_000000000400")
-            .unwrap_or(false);
-        if ok || done || t0.elapsed() > Duration::from_secs(120) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let killed_midway = child.try_wait().unwrap().is_none();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let at = latest(&killed);
-    eprintln!("killed midway: {killed_midway}, latest checkpoint {at:?}");
-    if killed_midway {
-        assert!(!at.ends_with("step_000000003000"), "killed after the end?");
-    }
-    let o = stackrl(&[
-        "train",
-        "--resume",
-        killed.to_str().unwrap(),
-        "--progress",
-        "none",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(metric_rows(&killed), metric_rows(&full));
+    let mut args = SMALL.to_vec();
+    args.extend(["--steps", "3000"]);
+    common::assert_kill_9_resume_matches(&base, &args, "step_000000000400", metric_rows);
     std::fs::remove_dir_all(&base).unwrap();
 }

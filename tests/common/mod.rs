@@ -118,3 +118,65 @@ pub fn latest_checkpoint(dir: &Path) -> PathBuf {
     let name = std::fs::read_to_string(dir.join("checkpoints/latest")).unwrap();
     dir.join("checkpoints").join(name.trim())
 }
+
+/// Trains `stackrl train ARGS` twice, into `base/full` and `base/killed`; the second is
+/// SIGKILLed once its `latest` checkpoint is `kill_after` (a `step_…` name) or later, then
+/// continued with `--resume`. Asserts that the resumed run's metrics, as `rows` reads them
+/// (without wall-clock columns), equal the uninterrupted run's. Returns whether the kill
+/// landed before the run's end.
+pub fn assert_kill_9_resume_matches(
+    base: &Path,
+    args: &[&str],
+    kill_after: &str,
+    rows: fn(&Path) -> Vec<String>,
+) -> bool {
+    use std::time::{Duration, Instant};
+    let (full, killed) = (base.join("full"), base.join("killed"));
+    let with_dir = |dir: &Path| {
+        let mut a = vec!["train".to_string(), "--run-dir".into()];
+        a.push(dir.to_str().unwrap().into());
+        a.extend(args.iter().map(|s| s.to_string()));
+        a
+    };
+    let o = Command::new(BIN).args(with_dir(&full)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mut child = Command::new(BIN)
+        .args(with_dir(&killed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let pointer = killed.join("checkpoints/latest");
+    loop {
+        let done = child.try_wait().unwrap().is_some();
+        let reached = std::fs::read_to_string(&pointer)
+            .map(|s| s.trim() >= kill_after)
+            .unwrap_or(false);
+        if reached || done || t0.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let killed_midway = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eprintln!(
+        "killed midway: {killed_midway}, latest checkpoint {:?}",
+        latest_checkpoint(&killed)
+    );
+    let o = stackrl(&[
+        "train",
+        "--resume",
+        killed.to_str().unwrap(),
+        "--progress",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        rows(&killed),
+        rows(&full),
+        "the resumed run's metrics differ"
+    );
+    killed_midway
+}
