@@ -120,6 +120,42 @@ fn short_cartpole_runs_rise_well_above_a_random_policy() {
     }
 }
 
+#[test]
+fn a_zero_implicit_ratio_makes_stac_take_ac_steps_and_a_bound_caps_the_implicit_term() {
+    setup();
+    let run = |algo: &str, ratio: Value| {
+        let d = tmp(&format!("ratio-{algo}-{ratio}"));
+        let mut c = resumable(algo);
+        c.implicit_max_ratio = ratio.as_f64();
+        c.lambda = 0.0;
+        c.lambda_decay = 1.0;
+        c.cg_warm_start = false;
+        on_policy::train(&c, &options(&d)).unwrap();
+        let train = events(&d, "train");
+        let returns: Vec<Value> = events(&d, "episode")
+            .iter()
+            .map(|r| r["episode_return"].clone())
+            .collect();
+        std::fs::remove_dir_all(&d).unwrap();
+        (train, returns)
+    };
+    // ρ = 0: the implicit term is scaled to nothing, every step is AC's, so the episodes
+    // (which use the same random stream) are AC's too.
+    let (_, ac_returns) = run("ac", Value::Null);
+    let (stac0, stac0_returns) = run("stac", json!(0.0));
+    assert_eq!(stac0_returns, ac_returns);
+    assert!(stac0.iter().all(|r| r["implicit_grad_norm"] == json!(0.0)));
+    // ρ = 0.5: the implicit term never exceeds half the direct one.
+    let (stac, _) = run("stac", json!(0.5));
+    for r in &stac {
+        let (d, i) = (
+            r["direct_grad_norm"].as_f64().unwrap(),
+            r["implicit_grad_norm"].as_f64().unwrap(),
+        );
+        assert!(i <= 0.5 * d * (1.0 + 1e-5), "implicit {i} vs direct {d}");
+    }
+}
+
 /// Everything that must survive a checkpoint: Adam moments, the λ schedule, the CG warm
 /// start, the RNG, the counters and the metrics positions.
 fn resumable(algo: &str) -> OnPolicyTrainConfig {

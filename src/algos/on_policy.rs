@@ -109,6 +109,12 @@ pub struct StacConfig {
     /// default; Candle's double backward as reference). Same values up to rounding.
     #[serde(default)]
     pub curvature: crate::autodiff::CurvatureEngine,
+    /// Trust ratio ρ of the implicit term: when `‖implicit‖ > ρ ‖∂J/∂θ‖` the implicit term is
+    /// scaled down to `ρ ‖∂J/∂θ‖` before it is added (an explicit deviation from the paper,
+    /// which adds it as it comes; `None`). The direction of each term is kept, only the
+    /// implicit term's share of the step is bounded, like LARS/trust-ratio step rules.
+    #[serde(default)]
+    pub implicit_max_ratio: Option<f64>,
 }
 
 impl Default for StacConfig {
@@ -124,6 +130,7 @@ impl Default for StacConfig {
             warm_start: false,
             hessian: CriticHessian::Exact,
             curvature: crate::autodiff::CurvatureEngine::Fast,
+            implicit_max_ratio: None,
         }
     }
 }
@@ -143,6 +150,14 @@ impl StacConfig {
             if !(l.is_finite() && l >= 0.0) {
                 return Err(OnPolicyError::InvalidLambda(l));
             }
+        }
+        if let Some(r) = self
+            .implicit_max_ratio
+            .filter(|r| !(r.is_finite() && *r >= 0.0))
+        {
+            return Err(OnPolicyError::InvalidConfig(format!(
+                "implicit_max_ratio must be finite and >= 0, got {r}"
+            )));
         }
         if self.lambda_min > self.lambda {
             return Err(OnPolicyError::InvalidConfig(format!(

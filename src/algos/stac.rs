@@ -406,10 +406,35 @@ pub fn fast_direction(
     Ok((sg, o.actor_objective))
 }
 
+/// Bounds the implicit term to `ratio · ‖∂J/∂θ‖` (when it is longer) and recomputes
+/// `total = direct − implicit` ([`super::on_policy::StacConfig::implicit_max_ratio`]).
+pub fn bound_implicit(sg: &mut StackelbergGradient, ratio: f64) -> Result<()> {
+    let (direct, implicit) = (ac::norm(&sg.direct)?, ac::norm(&sg.implicit)?);
+    if implicit <= ratio * direct || implicit == 0.0 {
+        return Ok(());
+    }
+    let scale = ratio * direct / implicit;
+    sg.implicit = sg
+        .implicit
+        .iter()
+        .map(|t| t.affine(scale, 0.0))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    sg.total = sg
+        .direct
+        .iter()
+        .zip(&sg.implicit)
+        .map(|(d, i)| d - i)
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(())
+}
+
 /// The STAC actor step: `θ ← θ + αθ dJ/dθ` (eq. (25); Adam ascends the same direction).
 pub(crate) fn actor_step(agent: &mut OnPolicyAgent, batch: &Batch) -> Result<ActorStep> {
     let lambda = current_lambda(agent);
-    let (sg, actor_objective) = stackelberg_direction(agent, batch)?;
+    let (mut sg, actor_objective) = stackelberg_direction(agent, batch)?;
+    if let Some(ratio) = agent.config().stac.implicit_max_ratio {
+        bound_implicit(&mut sg, ratio)?;
+    }
     let descent = sg
         .total
         .iter()

@@ -170,6 +170,10 @@ pub struct TrainArgs {
     /// (1: constant).
     #[arg(long, default_value_t = 1.0)]
     pub lambda_decay: f64,
+    /// [stac] Bound ρ of the implicit term: scaled down to ρ‖∂J/∂θ‖ when longer (`off`:
+    /// unbounded, the paper's step).
+    #[arg(long, value_parser = parse_ratio)]
+    pub implicit_max_ratio: Option<Ratio>,
     /// [ac/stac] Floor of the decayed λ (at most --lambda).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub lambda_min: f64,
@@ -280,6 +284,7 @@ const CONFIG_KEYS: &[&str] = &[
     "lambda",
     "lambda_decay",
     "lambda_min",
+    "implicit_max_ratio",
     "lr_actor",
     "lr_critic",
     "gae_lambda",
@@ -313,6 +318,7 @@ const ON_POLICY_ONLY: &[&str] = &[
     "lambda",
     "lambda_decay",
     "lambda_min",
+    "implicit_max_ratio",
     "lr_actor",
     "lr_critic",
     "gae_lambda",
@@ -320,6 +326,20 @@ const ON_POLICY_ONLY: &[&str] = &[
     "init_log_std",
     "normalize_advantages",
 ];
+
+/// `--implicit-max-ratio`: a finite ratio >= 0, or `off` (`Ratio(None)`).
+#[derive(Clone, Copy, Debug)]
+pub struct Ratio(Option<f64>);
+
+fn parse_ratio(s: &str) -> Result<Ratio, String> {
+    if s == "off" {
+        return Ok(Ratio(None));
+    }
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(Ratio(Some(r))),
+        _ => Err(format!("expected a finite number >= 0 or `off`, got {s:?}")),
+    }
+}
 
 fn given(m: &ArgMatches, id: &str) -> bool {
     matches!(m.try_contains_id(id), Ok(true))
@@ -378,6 +398,7 @@ fn overrides(a: &TrainArgs, m: &ArgMatches) -> Result<Map<String, Value>, String
             "lambda" => Value::from(a.lambda),
             "lambda_decay" => Value::from(a.lambda_decay),
             "lambda_min" => Value::from(a.lambda_min),
+            "implicit_max_ratio" => Value::from(a.implicit_max_ratio.and_then(|r| r.0)),
             "lr_actor" => Value::from(a.lr_actor),
             "lr_critic" => Value::from(a.lr_critic),
             "gae_lambda" => Value::from(a.gae_lambda),
@@ -493,6 +514,7 @@ fn check_family(algo: AnyAlgo, file: Option<&Value>, m: &ArgMatches) -> Result<(
         ("lambda", &["stac"]),
         ("lambda_decay", &["stac"]),
         ("lambda_min", &["stac"]),
+        ("implicit_max_ratio", &["stac"]),
     ];
     for (key, algos) in ONLY {
         let same_family = !foreign.contains(key);

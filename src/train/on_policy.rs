@@ -182,6 +182,11 @@ pub struct OnPolicyTrainConfig {
     /// way; `fast` is the R-operator engine, `autodiff` Candle's double backward).
     #[serde(default)]
     pub curvature: CurvatureEngine,
+    /// STAC: bound of `‖implicit‖ / ‖∂J/∂θ‖` (`None`: unbounded, the paper's step; also what
+    /// a `config.json` without the key means, so runs started before it resume unchanged:
+    /// [`run_dir::config_hash`] leaves the key out while it is `None`).
+    #[serde(default)]
+    pub implicit_max_ratio: Option<f64>,
     /// Evaluate at the first epoch end at or after every this many steps (0: only at the
     /// end).
     pub eval_every: u64,
@@ -226,6 +231,7 @@ impl Default for OnPolicyTrainConfig {
             cg_warm_start: s.warm_start,
             stack_hessian: StackHessian::Exact,
             curvature: CurvatureEngine::Fast,
+            implicit_max_ratio: s.implicit_max_ratio,
             eval_every: DEFAULT_EVAL_EVERY,
             eval_episodes: 10,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
@@ -288,6 +294,7 @@ impl OnPolicyTrainConfig {
                     StackHessian::GaussNewton => CriticHessian::GaussNewton,
                 },
                 curvature: self.curvature,
+                implicit_max_ratio: self.implicit_max_ratio,
             },
         }
     }

@@ -117,7 +117,8 @@ pub fn config_to_json<C: serde::Serialize>(config: &C) -> Result<String, TrainEr
 }
 
 /// Hash of a run configuration without the keys that do not change its results: the
-/// thread count (rounding only) and `keep_checkpoints` (bookkeeping). Checkpoints record it,
+/// thread count (rounding only) and `keep_checkpoints` (bookkeeping), nor options added
+/// since while they are unset (`null`). Checkpoints record it,
 /// so a resume with a changed configuration is refused.
 pub fn config_hash<C: serde::Serialize>(config: &C) -> Result<String, TrainError> {
     let mut v = serde_json::to_value(config).map_err(|source| TrainError::Json {
@@ -127,6 +128,13 @@ pub fn config_hash<C: serde::Serialize>(config: &C) -> Result<String, TrainError
     if let serde_json::Value::Object(m) = &mut v {
         m.remove("threads");
         m.remove("keep_checkpoints");
+        // Options added later whose unset value is what runs did before they existed: left
+        // out while unset, so that those runs' checkpoints still match.
+        for added in ["implicit_max_ratio"] {
+            if m.get(added).is_some_and(|x| x.is_null()) {
+                m.remove(added);
+            }
+        }
     }
     Ok(super::checkpoint::json_hash(&v))
 }
@@ -203,4 +211,26 @@ pub fn merge_layers<C: serde::Serialize + serde::de::DeserializeOwned>(
         }
     })?;
     Ok((config, given))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unset_option_added_later_leaves_the_hash_of_older_configs_unchanged() {
+        let old = serde_json::json!({"env": "CartPole-v1", "lambda": 0.0, "threads": 1});
+        let mut unset = old.clone();
+        unset["implicit_max_ratio"] = serde_json::Value::Null;
+        let mut set = old.clone();
+        set["implicit_max_ratio"] = serde_json::json!(1.0);
+        assert_eq!(config_hash(&old).unwrap(), config_hash(&unset).unwrap());
+        assert_ne!(config_hash(&old).unwrap(), config_hash(&set).unwrap());
+        let mut more_threads = old.clone();
+        more_threads["threads"] = serde_json::json!(2);
+        assert_eq!(
+            config_hash(&old).unwrap(),
+            config_hash(&more_threads).unwrap()
+        );
+    }
 }
