@@ -162,6 +162,7 @@ fn options_of_another_algorithm_are_refused() {
         ("stack-sac", "--clip", "4", "res-sac only"),
         ("ac", "--lambda", "5", "stac only"),
         ("ac", "--cg-iters", "3", "stack-sac and stac only"),
+        ("ac", "--implicit-max-ratio", "1", "stac only"),
     ] {
         let arg = format!("{flag}={value}");
         fails(
@@ -179,6 +180,27 @@ fn options_of_another_algorithm_are_refused() {
         );
         assert!(!dir.exists(), "{algo} {arg} created {d}");
     }
+    // The STAC-only --implicit-max-ratio: a finite ratio >= 0 or `off`; --algo sac refuses it.
+    for value in ["-1", "nan", "inf", "x"] {
+        let arg = format!("--implicit-max-ratio={value}");
+        fails(
+            &["train", "--algo", "stac", &arg, "--run-dir", d],
+            &["expected a finite number >= 0 or `off`"],
+        );
+    }
+    fails(
+        &[
+            "train",
+            "--algo",
+            "sac",
+            "--implicit-max-ratio",
+            "1",
+            "--run-dir",
+            d,
+        ],
+        &["--implicit-max-ratio"],
+    );
+    assert!(!dir.exists(), "a refused run created {d}");
 }
 
 #[test]

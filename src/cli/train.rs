@@ -171,7 +171,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1.0)]
     pub lambda_decay: f64,
     /// [stac] Bound ρ of the implicit term: scaled down to ρ‖∂J/∂θ‖ when longer (`off`:
-    /// unbounded, the paper's step).
+    /// unbounded, the paper's step) [default: 3].
     #[arg(long, value_parser = parse_ratio)]
     pub implicit_max_ratio: Option<Ratio>,
     /// [ac/stac] Floor of the decayed λ (at most --lambda).
@@ -407,8 +407,9 @@ fn overrides(a: &TrainArgs, m: &ArgMatches) -> Result<Map<String, Value>, String
             "normalize_advantages" => Value::from(a.normalize_advantages),
             _ => continue,
         };
-        // Only a non-finite number serialises to null here (JSON has no NaN / infinity).
-        if v.is_null() {
+        // Only a non-finite number serialises to null here (JSON has no NaN / infinity),
+        // except `--implicit-max-ratio off`, whose null means "unbounded".
+        if v.is_null() && key != "implicit_max_ratio" {
             return Err(format!("--{} must be finite", key.replace('_', "-")));
         }
         o.insert(key.to_string(), v);
