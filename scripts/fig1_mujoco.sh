@@ -33,7 +33,8 @@ commands() {
         line="$ROOT/$env/$algo/$seed --env $env --algo $algo --seed $seed --steps $STEPS"
         line="$line --critic-steps 80 --eval-every 20000 --eval-episodes 10"
         # (no trailing blank: xargs -L would join the next line)
-        if [ "$algo" = stac ]; then line="$line --lambda $LAMBDA"; fi
+        # The paper's step: the implicit term unbounded (the trainer's default bounds it).
+        if [ "$algo" = stac ]; then line="$line --lambda $LAMBDA --implicit-max-ratio off"; fi
         echo "$line"
       done
     done
