@@ -159,6 +159,7 @@ fn time_cg(env_id: &str, data: &EpochData, repeats: usize, engine: CurvatureEngi
                 cfg.gamma,
                 cfg.gae_lambda,
                 cfg.stac.hessian,
+                stackrl::algos::StacEstimator::Exact,
             )
             .expect("losses");
             let g = autodiff::grads(&l.objective, a.critic().vars()).expect("∂J/∂w");

@@ -163,6 +163,7 @@ fn options_of_another_algorithm_are_refused() {
         ("ac", "--lambda", "5", "stac only"),
         ("ac", "--cg-iters", "3", "stack-sac and stac only"),
         ("ac", "--implicit-max-ratio", "1", "stac only"),
+        ("ac", "--stac-estimator", "paper", "stac only"),
     ] {
         let arg = format!("{flag}={value}");
         fails(

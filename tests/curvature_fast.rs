@@ -13,7 +13,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use stackrl::algos::{
     Algo, CriticHessian, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig, Precision, SacAgent,
-    SacConfig, StacConfig, StackHessian, stac, stack_sac,
+    SacConfig, StacConfig, StacEstimator, StackHessian, stac, stack_sac,
 };
 use stackrl::autodiff::{self, CurvatureEngine, GradGraph, flatten};
 use stackrl::envs;
@@ -376,16 +376,22 @@ fn stac_agent(cfg: OnPolicyConfig) -> (OnPolicyAgent, Box<dyn envs::Env>, Rng) {
 #[test]
 fn stac_direction_fast_equals_autodiff() {
     autodiff::enable_second_order().unwrap();
-    for hessian in [CriticHessian::Exact, CriticHessian::GaussNewton] {
+    let cases = [
+        (CriticHessian::Exact, StacEstimator::Exact),
+        (CriticHessian::GaussNewton, StacEstimator::Exact),
+        (CriticHessian::Exact, StacEstimator::Paper),
+    ];
+    for (hessian, estimator) in cases {
         // λ large enough that H + λI is positive definite and CG runs all 10 iterations.
         for lambda in [20.0, 500.0] {
-            let (mut a, mut env, mut rng) =
-                stac_agent(stac_config(lambda, hessian, CurvatureEngine::Fast));
+            let mut cfg = stac_config(lambda, hessian, CurvatureEngine::Fast);
+            cfg.stac.estimator = estimator;
+            let (mut a, mut env, mut rng) = stac_agent(cfg);
             let data = a.collect_epoch(env.as_mut(), &mut rng).unwrap();
             let batch = a.prepare(&data).unwrap();
             let (got, obj) = stac::fast_direction(&a, &batch).unwrap();
             let (want, l) = stac::autodiff_direction(&a, &batch).unwrap();
-            let tag = format!("{hessian:?} λ={lambda}");
+            let tag = format!("{hessian:?} {estimator:?} λ={lambda}");
             assert_eq!(to_vec(&obj), to_vec(&l.actor_objective), "{tag}");
             assert_eq!(got.cg.iterations, want.cg.iterations, "{tag}");
             let e_u = rel_err(&to_vec(&got.cg.x), &to_vec(&want.cg.x));

@@ -231,6 +231,7 @@ fn critic_hvp_matches_finite_differences() {
         0.99,
         0.97,
         CriticHessian::Exact,
+        stackrl::algos::StacEstimator::Exact,
     )
     .unwrap();
     let hv2 = to_vec(
@@ -257,6 +258,7 @@ fn gauss_newton_hvp_is_the_outer_product_of_critic_gradients() {
         0.99,
         0.97,
         CriticHessian::GaussNewton,
+        stackrl::algos::StacEstimator::Exact,
     )
     .unwrap();
     let gn = to_vec(
@@ -307,6 +309,7 @@ fn mixed_products_match_finite_differences() {
             0.99,
             0.97,
             CriticHessian::Exact,
+            stackrl::algos::StacEstimator::Exact,
         )
         .unwrap()
         .mixed
@@ -383,6 +386,7 @@ fn objective_gradients_are_the_policy_gradient_and_the_lambda_return_derivative(
         0.99,
         0.97,
         CriticHessian::Exact,
+        stackrl::algos::StacEstimator::Exact,
     )
     .unwrap();
     // ∂J/∂θ is AC's policy gradient.
@@ -568,6 +572,7 @@ fn proposition_1_estimator_is_unbiased_on_a_finite_mdp() {
             GAMMA,
             1.0,
             CriticHessian::Exact,
+            stackrl::algos::StacEstimator::Exact,
         )
         .unwrap();
         let m = to_vec(

@@ -165,6 +165,7 @@ fn dense_pieces(
             cfg.gamma,
             cfg.gae_lambda,
             hessian,
+            stackrl::algos::StacEstimator::Exact,
         )
         .unwrap()
     };

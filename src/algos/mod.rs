@@ -40,7 +40,7 @@ pub use agent::{SacAgent, SacConfig, StackHessian, UpdateStats};
 pub use on_policy::{
     CriticHessian, EpochData, EpochRecord, EpochStats, EpochTiming, OnPolicyAgent, OnPolicyAlgo,
     OnPolicyConfig, OnPolicyError, OptimizerKind, Precision, Segment, SegmentEnd, StacConfig,
-    run_epochs,
+    StacEstimator, run_epochs,
 };
 
 use std::fmt;

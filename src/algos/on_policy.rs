@@ -83,6 +83,22 @@ pub enum CriticHessian {
     GaussNewton,
 }
 
+/// Which sample estimators of eq. (19)'s `∂J/∂w` and mixed term STAC uses (`∂J/∂θ` and the
+/// critic Hessian are the same in both; see [`super::stac`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StacEstimator {
+    /// The derivatives of one `J` and one `L` (the module docs' items 2 and 3): `∂J/∂w` of
+    /// the critic-bootstrapped λ-return the actor uses, the mixed term of Proposition 1
+    /// over every visited state.
+    #[default]
+    Exact,
+    /// The surrogates of the paper's public code: `∂J/∂w = ∇w mean_t V_w(s_t)`, and the
+    /// mixed term of `2 · mean_t(ln π_t Â_t) · (G_0 − V_w(s_0))` with the first state of
+    /// the epoch only (`Â` the actor's normalised advantages).
+    Paper,
+}
+
 /// STAC options (ignored by AC, but still validated).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StacConfig {
@@ -115,6 +131,9 @@ pub struct StacConfig {
     /// implicit term's share of the step is bounded, like LARS/trust-ratio step rules.
     #[serde(default)]
     pub implicit_max_ratio: Option<f64>,
+    /// The sample estimators of `∂J/∂w` and of the mixed term.
+    #[serde(default)]
+    pub estimator: StacEstimator,
 }
 
 impl Default for StacConfig {
@@ -131,6 +150,7 @@ impl Default for StacConfig {
             hessian: CriticHessian::Exact,
             curvature: crate::autodiff::CurvatureEngine::Fast,
             implicit_max_ratio: None,
+            estimator: StacEstimator::Exact,
         }
     }
 }

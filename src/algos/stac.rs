@@ -71,7 +71,7 @@
 use candle_core::{Device, Tensor};
 
 use super::ac::{self, ActorStep};
-use super::on_policy::{Batch, BatchSegment, CriticHessian, OnPolicyAgent, Policy};
+use super::on_policy::{Batch, BatchSegment, CriticHessian, OnPolicyAgent, Policy, StacEstimator};
 use super::on_policy::{OnPolicyError, Result};
 use crate::autodiff::{self, CgOptions, CurvatureEngine, ImplicitOptions, StackelbergGradient};
 use crate::nn::{CurvatureBlocks, MlpCurvature, Residual, VCritic};
@@ -187,6 +187,7 @@ fn objective_parts(
     batch: &Batch,
     gamma: f64,
     gae_lambda: f64,
+    estimator: StacEstimator,
 ) -> Result<ObjectiveParts> {
     let n = batch.n;
     let (dt, dev) = (batch.obs.dtype(), batch.obs.device().clone());
@@ -208,7 +209,11 @@ fn objective_parts(
         .to_dtype(dt)?
         .to_device(&dev)?;
     let v_all = critic.forward(&batch.critic_inputs)?;
-    let value_objective = ((&v_all * c)?.sum_all()? * scale)?;
+    let value_objective = match estimator {
+        StacEstimator::Exact => ((&v_all * c)?.sum_all()? * scale)?,
+        // The paper's code: ∂J/∂w = ∇w mean_t V_w(s_t) over the epoch's states.
+        StacEstimator::Paper => v_all.narrow(0, 0, n)?.mean_all()?,
+    };
     let objective = (&actor_objective + value_objective)?;
     Ok(ObjectiveParts {
         logp,
@@ -226,10 +231,11 @@ pub fn losses(
     gamma: f64,
     gae_lambda: f64,
     hessian: CriticHessian,
+    estimator: StacEstimator,
 ) -> Result<StacLosses> {
     let n = batch.n;
     let (dt, dev) = (batch.obs.dtype(), batch.obs.device().clone());
-    let o = objective_parts(policy, critic, batch, gamma, gae_lambda)?;
+    let o = objective_parts(policy, critic, batch, gamma, gae_lambda, estimator)?;
     let (logp, v_all, objective, actor_objective) =
         (o.logp, o.v_all, o.objective, o.actor_objective);
     // The critic loss and its Hessian.
@@ -239,15 +245,25 @@ pub fn losses(
         CriticHessian::Exact => critic_loss.clone(),
         CriticHessian::GaussNewton => (&v - v.detach())?.sqr()?.mean_all()?,
     };
-    // Item 3: M = (2/N) Σ_t' ln π_t' Â_t' E_t'(w), raw (unnormalised) advantages: L's scale.
     let errors = (&batch.returns_tensor - &v)?;
-    let trace = discounted_trace(&errors, &batch.segments, gamma)?;
-    let adv = Tensor::from_vec(batch.advantages.clone(), n, &Device::Cpu)?
-        .to_dtype(dt)?
-        .to_device(&dev)?;
-    let mixed = ((logp * adv)? * trace)?
-        .sum_all()?
-        .affine(2.0 / n as f64, 0.0)?;
+    let mixed = match estimator {
+        // Item 3: M = (2/N) Σ_t' ln π_t' Â_t' E_t'(w), raw (unnormalised) advantages: L's
+        // scale.
+        StacEstimator::Exact => {
+            let trace = discounted_trace(&errors, &batch.segments, gamma)?;
+            let adv = Tensor::from_vec(batch.advantages.clone(), n, &Device::Cpu)?
+                .to_dtype(dt)?
+                .to_device(&dev)?;
+            ((logp * adv)? * trace)?
+                .sum_all()?
+                .affine(2.0 / n as f64, 0.0)?
+        }
+        // The paper's code: 2 · mean_t(ln π_t Â_t) · (G_0 − V_w(s_0)).
+        StacEstimator::Paper => {
+            let surrogate = (&logp * &batch.actor_advantages)?.mean_all()?;
+            (surrogate * errors.narrow(0, 0, 1)?.sum_all()?)?.affine(2.0, 0.0)?
+        }
+    };
     Ok(StacLosses {
         objective,
         critic_loss,
@@ -311,6 +327,7 @@ pub fn autodiff_direction(
         cfg.gamma,
         cfg.gae_lambda,
         cfg.stac.hessian,
+        cfg.stac.estimator,
     )?;
     let sg = autodiff::stackelberg_gradient(
         &l.objective,
@@ -361,7 +378,16 @@ pub fn fast_direction(
         batch,
         cfg.gamma,
         cfg.gae_lambda,
+        cfg.stac.estimator,
     )?;
+    let estimator = cfg.stac.estimator;
+    let actor_adv = match estimator {
+        StacEstimator::Exact => Vec::new(),
+        StacEstimator::Paper => batch
+            .actor_advantages
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec1::<f64>()?,
+    };
     let theta = agent.policy.vars();
     let (direct, grad_w) = autodiff::split_grads(&o.objective, theta, agent.critic.vars())?;
     let residual = match cfg.stac.hessian {
@@ -386,14 +412,20 @@ pub fn fast_direction(
             let jvp = hess.jvps(u)?[0]
                 .to_dtype(candle_core::DType::F64)?
                 .to_vec1::<f64>()?;
-            let neg: Vec<f64> = jvp.iter().map(|j| -j).collect();
-            let trace = discounted_trace_values(&neg, &batch.segments, cfg.gamma);
             let scale = 2.0 / n as f64;
-            let c: Vec<f64> = trace
-                .iter()
-                .zip(&batch.advantages)
-                .map(|(e, a)| scale * a * e)
-                .collect();
+            let c: Vec<f64> = match estimator {
+                StacEstimator::Exact => {
+                    let neg: Vec<f64> = jvp.iter().map(|j| -j).collect();
+                    let trace = discounted_trace_values(&neg, &batch.segments, cfg.gamma);
+                    trace
+                        .iter()
+                        .zip(&batch.advantages)
+                        .map(|(e, a)| scale * a * e)
+                        .collect()
+                }
+                // ∂θ[2 mean_t(ln π_t Â_t)(G_0 − V(s_0))]·u: c_t = (2/N) Â_t (−∇V(s_0)·u).
+                StacEstimator::Paper => actor_adv.iter().map(|a| scale * a * -jvp[0]).collect(),
+            };
             let c = Tensor::from_vec(c, n, &Device::Cpu)?
                 .to_dtype(dt)?
                 .to_device(&dev)?;

@@ -174,6 +174,10 @@ pub struct TrainArgs {
     /// unbounded, the paper's step) [default: 3].
     #[arg(long, value_parser = parse_ratio)]
     pub implicit_max_ratio: Option<Ratio>,
+    /// [stac] Sample estimators of ∂J/∂w and the mixed term: exact (derivatives of one J
+    /// and one L, docs/stac.md) or paper (the surrogates of the paper's public code).
+    #[arg(long, default_value = "exact", value_parser = ["exact", "paper"])]
+    pub stac_estimator: String,
     /// [ac/stac] Floor of the decayed λ (at most --lambda).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub lambda_min: f64,
@@ -285,6 +289,7 @@ const CONFIG_KEYS: &[&str] = &[
     "lambda_decay",
     "lambda_min",
     "implicit_max_ratio",
+    "stac_estimator",
     "lr_actor",
     "lr_critic",
     "gae_lambda",
@@ -319,6 +324,7 @@ const ON_POLICY_ONLY: &[&str] = &[
     "lambda_decay",
     "lambda_min",
     "implicit_max_ratio",
+    "stac_estimator",
     "lr_actor",
     "lr_critic",
     "gae_lambda",
@@ -399,6 +405,7 @@ fn overrides(a: &TrainArgs, m: &ArgMatches) -> Result<Map<String, Value>, String
             "lambda_decay" => Value::from(a.lambda_decay),
             "lambda_min" => Value::from(a.lambda_min),
             "implicit_max_ratio" => Value::from(a.implicit_max_ratio.and_then(|r| r.0)),
+            "stac_estimator" => Value::from(a.stac_estimator.clone()),
             "lr_actor" => Value::from(a.lr_actor),
             "lr_critic" => Value::from(a.lr_critic),
             "gae_lambda" => Value::from(a.gae_lambda),
@@ -516,6 +523,7 @@ fn check_family(algo: AnyAlgo, file: Option<&Value>, m: &ArgMatches) -> Result<(
         ("lambda_decay", &["stac"]),
         ("lambda_min", &["stac"]),
         ("implicit_max_ratio", &["stac"]),
+        ("stac_estimator", &["stac"]),
     ];
     for (key, algos) in ONLY {
         let same_family = !foreign.contains(key);

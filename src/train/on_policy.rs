@@ -50,7 +50,7 @@ use super::progress::Progress;
 use super::run_dir::{self, CONFIG_FILE, create_run_dir, run_name, unix_time};
 use crate::algos::{
     AlgoError, CriticHessian, EpochData, EpochStats, OnPolicyAgent, OnPolicyAlgo, OnPolicyConfig,
-    OptimizerKind, Precision, StacConfig, StackHessian,
+    OptimizerKind, Precision, StacConfig, StacEstimator, StackHessian,
 };
 use crate::autodiff::CgStop;
 use crate::autodiff::CurvatureEngine;
@@ -192,6 +192,10 @@ pub struct OnPolicyTrainConfig {
     /// [`run_dir::config_hash`] leaves the key out while it is `None`).
     #[serde(default)]
     pub implicit_max_ratio: Option<f64>,
+    /// STAC: the sample estimators of `∂J/∂w` and the mixed term (`exact`, or the paper's
+    /// code's surrogates, `paper`).
+    #[serde(default)]
+    pub stac_estimator: StacEstimator,
     /// Evaluate at the first epoch end at or after every this many steps (0: only at the
     /// end).
     pub eval_every: u64,
@@ -237,6 +241,7 @@ impl Default for OnPolicyTrainConfig {
             stack_hessian: StackHessian::Exact,
             curvature: CurvatureEngine::Fast,
             implicit_max_ratio: Some(DEFAULT_IMPLICIT_MAX_RATIO),
+            stac_estimator: StacEstimator::Exact,
             eval_every: DEFAULT_EVAL_EVERY,
             eval_episodes: 10,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
@@ -300,6 +305,7 @@ impl OnPolicyTrainConfig {
                 },
                 curvature: self.curvature,
                 implicit_max_ratio: self.implicit_max_ratio,
+                estimator: self.stac_estimator,
             },
         }
     }

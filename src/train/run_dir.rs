@@ -118,7 +118,7 @@ pub fn config_to_json<C: serde::Serialize>(config: &C) -> Result<String, TrainEr
 
 /// Hash of a run configuration without the keys that do not change its results: the
 /// thread count (rounding only) and `keep_checkpoints` (bookkeeping), nor options added
-/// since while they are unset (`null`). Checkpoints record it,
+/// since while they hold the value that means what runs did before them. Checkpoints record it,
 /// so a resume with a changed configuration is refused.
 pub fn config_hash<C: serde::Serialize>(config: &C) -> Result<String, TrainError> {
     let mut v = serde_json::to_value(config).map_err(|source| TrainError::Json {
@@ -128,10 +128,14 @@ pub fn config_hash<C: serde::Serialize>(config: &C) -> Result<String, TrainError
     if let serde_json::Value::Object(m) = &mut v {
         m.remove("threads");
         m.remove("keep_checkpoints");
-        // Options added later whose unset value is what runs did before they existed: left
-        // out while unset, so that those runs' checkpoints still match.
-        for added in ["implicit_max_ratio"] {
-            if m.get(added).is_some_and(|x| x.is_null()) {
+        // Options added later, left out while they hold the value that means what runs did
+        // before they existed, so that those runs' checkpoints still match.
+        let legacy = [
+            ("implicit_max_ratio", serde_json::Value::Null),
+            ("stac_estimator", serde_json::Value::from("exact")),
+        ];
+        for (added, before) in legacy {
+            if m.get(added) == Some(&before) {
                 m.remove(added);
             }
         }
@@ -226,6 +230,11 @@ mod tests {
         set["implicit_max_ratio"] = serde_json::json!(1.0);
         assert_eq!(config_hash(&old).unwrap(), config_hash(&unset).unwrap());
         assert_ne!(config_hash(&old).unwrap(), config_hash(&set).unwrap());
+        let mut exact = old.clone();
+        exact["stac_estimator"] = serde_json::json!("exact");
+        assert_eq!(config_hash(&old).unwrap(), config_hash(&exact).unwrap());
+        exact["stac_estimator"] = serde_json::json!("paper");
+        assert_ne!(config_hash(&old).unwrap(), config_hash(&exact).unwrap());
         let mut more_threads = old.clone();
         more_threads["threads"] = serde_json::json!(2);
         assert_eq!(
