@@ -257,8 +257,13 @@ impl MetricsWriter {
             positions.jsonl_sha256.as_deref(),
             "metrics",
         )?;
-        let head = std::fs::read(&csv_path).map_err(io_err(&csv_path))?;
-        if !head.starts_with(header.as_bytes()) {
+        // Only the header's bytes: `check_prefix` has already read the file.
+        let mut head = vec![0u8; header.len()];
+        let read_head = File::open(&csv_path).and_then(|mut f| {
+            use std::io::Read;
+            f.read_exact(&mut head)
+        });
+        if read_head.is_err() || head != header.as_bytes() {
             return Err(TrainError::Checkpoint(format!(
                 "{} does not start with the expected header (different trainer or corrupt)",
                 csv_path.display()
